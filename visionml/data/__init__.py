@@ -1,0 +1,1 @@
+"""Data in: reading and validating Azure AutoML-for-Images JSONL, image access, datasets."""
