@@ -1,0 +1,26 @@
+# visionml: `make demo` and `make test` on a fresh machine (both run `make setup` first).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# Re-install only when the project's dependencies change.
+STAMP := $(VENV)/.visionml-setup-stamp
+DEMO_DIR ?= demo
+
+.PHONY: setup demo test clean-demo
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,mlflow]'
+	touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest -q tests
+
+demo: setup
+	DEMO_DIR=$(DEMO_DIR) PY=$(PY) bash scripts/demo.sh
+
+clean-demo:
+	rm -rf $(DEMO_DIR)
