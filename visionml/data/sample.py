@@ -1,0 +1,279 @@
+"""Synthetic data in the Azure AutoML-for-Images JSONL schema, for the demo, tests and benchmarks.
+
+Every image shows 4 classes of shapes (circle, square, triangle, star) with random colours,
+sizes and rotations on a textured background (smooth noise, gradients or stripes, plus pixel
+noise), saved as JPEG. Colour never gives the class away: every shape draws from the same
+colour distribution, only kept away from the background's own colour so that it is visible.
+
+Each shape is a polygon (a circle is a 48-gon, under 0.1 px from a true circle at these
+sizes); the polygon written to the JSONL is exactly the one drawn (anti-aliased by 4x
+supersampling) and the box is its exact extent, so box and mask targets are pixel-true.
+Objects never overlap, so no polygon is hidden behind another.
+
+Sizes: classification images are square (192x192 by default) because classification models see a
+centre square (Azure's eval resize 256 / crop 224 keeps the middle 87.5% of the short side);
+every object stays inside a 7% margin so that crop never hides one. Detection and
+segmentation images are 224x168, objects anywhere in the image.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import orjson
+from PIL import Image, ImageDraw
+
+from ..errors import UsageError, VisionMLError
+from ..tasks import DETECTION, MULTICLASS, MULTILABEL, SEGMENTATION, canonical_task
+
+CLASSES = ("circle", "square", "triangle", "star")
+DEFAULT_N = 200
+VAL_FRACTION = 0.2
+DEFAULT_SIZE = {MULTICLASS: (192, 192), MULTILABEL: (192, 192),
+                DETECTION: (224, 168), SEGMENTATION: (224, 168)}
+MIN_SIZE = (160, 120)
+JPEG_QUALITY = 92
+
+_SUPERSAMPLE = 4
+_CIRCLE_POINTS = 48
+_STAR_INNER = 0.45
+# Circumradius of a shape as a fraction of the image's short side. Classification has one to
+# three objects filling a square; detection objects range from small to large.
+_RADIUS_RANGE = {MULTICLASS: (0.14, 0.36), MULTILABEL: (0.10, 0.22),
+                 DETECTION: (0.08, 0.25), SEGMENTATION: (0.08, 0.25)}
+_MARGIN = {MULTICLASS: 0.07, MULTILABEL: 0.07, DETECTION: 0.0, SEGMENTATION: 0.0}
+_MIN_CONTRAST = 110.0       # RGB distance between a shape and the mean background under it
+_MIN_PIXEL_CONTRAST = 70.0  # ... and from 90% of the background pixels under it
+_PIXEL_NOISE = 6.0     # standard deviation of the sensor-like noise over the whole image
+
+
+def make_sample_data(task: str, out_dir, n: int = DEFAULT_N, seed: int = 0,
+                     size: tuple[int, int] | None = None, overwrite: bool = False) -> dict[str, Path]:
+    """Write ``n`` synthetic images to ``out_dir/images/`` and the JSONL files
+    ``out_dir/train.jsonl`` (the first 80%) and ``out_dir/val.jsonl`` (the rest; at least one
+    each). ``size`` is (width, height). The same ``seed`` gives byte-identical files.
+    Refuses to replace existing JSONL files unless ``overwrite``. Returns {"train", "val"} paths."""
+    task = canonical_task(task)
+    width, height = size or DEFAULT_SIZE[task]
+    _check_args(n, width, height)
+    out = Path(out_dir)
+    paths = {"train": out / "train.jsonl", "val": out / "val.jsonl"}
+    _refuse_overwrite(paths, overwrite)
+    images_dir = out / "images"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    if overwrite:
+        for old in images_dir.glob("sample_*.jpg"):
+            old.unlink()
+
+    rng = np.random.default_rng(seed)
+    plan = _plan_classes(task, n, rng)
+    lines = [_make_image(task, i, classes, width, height, rng, images_dir) for i, classes in enumerate(plan)]
+    n_val = min(max(1, round(n * VAL_FRACTION)), n - 1)
+    _write_jsonl(paths["train"], lines[: n - n_val])
+    _write_jsonl(paths["val"], lines[n - n_val:])
+    return paths
+
+
+def _check_args(n: int, width: int, height: int) -> None:
+    if n < 2:
+        raise UsageError(f"--n must be at least 2 (one training and one validation image), got {n}")
+    if width < MIN_SIZE[0] or height < MIN_SIZE[1]:
+        raise UsageError(f"image size {width}x{height} is too small: at least "
+                         f"{MIN_SIZE[0]}x{MIN_SIZE[1]} keeps the smallest shapes recognisable")
+
+
+def _refuse_overwrite(paths: dict[str, Path], overwrite: bool) -> None:
+    existing = [str(p) for p in paths.values() if p.exists()]
+    if existing and not overwrite:
+        raise VisionMLError(f"{', '.join(existing)} already exist(s); choose another output folder "
+                            "or pass --force to replace the sample data there")
+
+
+def _plan_classes(task: str, n: int, rng: np.random.Generator) -> list[list[str]]:
+    """The class(es) of the objects in each image. Multi-class is balanced (round robin, then
+    shuffled) so that every class has the same number of images up to one."""
+    k = len(CLASSES)
+    if task == MULTICLASS:
+        order = rng.permutation(np.arange(n) % k)
+        return [[CLASSES[c]] for c in order]
+    plan = []
+    for _ in range(n):
+        count = int(rng.integers(1, 4))
+        if task == MULTILABEL:  # distinct classes: the label is the set
+            picked = rng.choice(k, size=count, replace=False)
+        else:
+            picked = rng.integers(0, k, size=count)
+        plan.append([CLASSES[c] for c in picked])
+    return plan
+
+
+def _make_image(task: str, index: int, classes: list[str], width: int, height: int,
+                rng: np.random.Generator, images_dir: Path) -> dict:
+    canvas = _background(width, height, rng)
+    polygons = _place_shapes(task, classes, width, height, rng)
+    for polygon in polygons:
+        _paint(canvas, polygon, rng)
+    canvas += rng.normal(0.0, _PIXEL_NOISE, canvas.shape)
+    name = f"sample_{index:05d}.jpg"
+    Image.fromarray(np.clip(canvas, 0, 255).round().astype(np.uint8)).save(
+        images_dir / name, quality=JPEG_QUALITY)
+    return {"image_url": f"images/{name}",
+            "image_details": {"format": "jpg", "width": width, "height": height},
+            "label": _label(task, classes, polygons, width, height)}
+
+
+def _label(task: str, classes: list[str], polygons: list[np.ndarray], width: int, height: int):
+    if task == MULTICLASS:
+        return classes[0]
+    if task == MULTILABEL:
+        return sorted(classes)
+    scale = np.array([width, height])
+    objects = []
+    for cls, polygon in zip(classes, polygons):
+        norm = np.clip(polygon / scale, 0.0, 1.0)
+        obj = {"label": cls}
+        if task == SEGMENTATION:
+            obj["polygon"] = [[round(float(v), 6) for v in norm.reshape(-1)]]
+        else:
+            (x0, y0), (x1, y1) = norm.min(axis=0), norm.max(axis=0)
+            obj.update(topX=round(float(x0), 6), topY=round(float(y0), 6),
+                       bottomX=round(float(x1), 6), bottomY=round(float(y1), 6))
+        obj["isCrowd"] = 0
+        objects.append(obj)
+    return objects
+
+
+# ---- geometry of the shapes (pixel coordinates: pixel i covers [i, i+1)) ----
+
+def _shape_polygon(cls: str, cx: float, cy: float, radius: float, angle: float) -> np.ndarray:
+    if cls == "circle":
+        k, radii = _CIRCLE_POINTS, np.full(_CIRCLE_POINTS, radius)
+    elif cls == "square":
+        k, radii = 4, np.full(4, radius)
+    elif cls == "triangle":
+        k, radii = 3, np.full(3, radius)
+    elif cls == "star":
+        k, radii = 10, np.where(np.arange(10) % 2 == 0, radius, radius * _STAR_INNER)
+    else:  # pragma: no cover - CLASSES is closed
+        raise ValueError(cls)
+    theta = angle + 2 * math.pi * np.arange(k) / k
+    return np.stack([cx + radii * np.cos(theta), cy + radii * np.sin(theta)], axis=1)
+
+
+def _place_shapes(task: str, classes: list[str], width: int, height: int,
+                  rng: np.random.Generator) -> list[np.ndarray]:
+    """Random size, rotation and position for each shape, inside the margin and not overlapping
+    any shape placed before (boxes at least 3 px apart). Shrinks a shape that does not fit."""
+    short = min(width, height)
+    lo, hi = _RADIUS_RANGE[task]
+    margin = _MARGIN[task] * short + 1.0
+    placed: list[np.ndarray] = []
+    for cls in classes:
+        radius = rng.uniform(lo, hi) * short
+        polygon = None
+        for attempt in range(200):
+            if attempt and attempt % 50 == 0:
+                radius *= 0.8
+            polygon = _try_place(cls, radius, width, height, margin, rng)
+            if polygon is not None and not any(_boxes_close(polygon, p, 3.0) for p in placed):
+                break
+            polygon = None
+        if polygon is None:  # pragma: no cover - three small shapes always fit
+            raise RuntimeError("could not place the sample shapes")
+        placed.append(polygon)
+    return placed
+
+
+def _try_place(cls, radius, width, height, margin, rng) -> np.ndarray | None:
+    angle = rng.uniform(0, 2 * math.pi)
+    local = _shape_polygon(cls, 0.0, 0.0, radius, angle)
+    (x0, y0), (x1, y1) = local.min(axis=0), local.max(axis=0)
+    lo_x, hi_x = margin - x0, width - margin - x1
+    lo_y, hi_y = margin - y0, height - margin - y1
+    if lo_x > hi_x or lo_y > hi_y:
+        return None
+    return local + np.array([rng.uniform(lo_x, hi_x), rng.uniform(lo_y, hi_y)])
+
+
+def _boxes_close(a: np.ndarray, b: np.ndarray, gap: float) -> bool:
+    (ax0, ay0), (ax1, ay1) = a.min(axis=0), a.max(axis=0)
+    (bx0, by0), (bx1, by1) = b.min(axis=0), b.max(axis=0)
+    return ax0 < bx1 + gap and bx0 < ax1 + gap and ay0 < by1 + gap and by0 < ay1 + gap
+
+
+def coverage(polygon: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Fraction of each pixel covered by ``polygon`` (H, W float in [0, 1]), by supersampling.
+    PIL fills the pixels whose centres lie inside, so pixel-edge coordinates shift by half a pixel."""
+    s = _SUPERSAMPLE
+    big = Image.new("L", (width * s, height * s), 0)
+    ImageDraw.Draw(big).polygon([(s * x - 0.5, s * y - 0.5) for x, y in polygon], fill=255)
+    return np.asarray(big.resize((width, height), Image.Resampling.BOX), dtype=np.float64) / 255.0
+
+
+def _paint(canvas: np.ndarray, polygon: np.ndarray, rng: np.random.Generator) -> None:
+    height, width = canvas.shape[:2]
+    alpha = coverage(polygon, width, height)[..., None]
+    colour = _contrasting_colour(canvas[alpha[..., 0] > 0.5], rng)
+    canvas *= 1.0 - alpha
+    canvas += alpha * colour
+
+
+def _contrasting_colour(under: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random colour that stands out from the background pixels under the shape: far from
+    their mean and from nearly all of them (stripes have two colours)."""
+    mean = under.mean(axis=0)
+    for _ in range(200):
+        colour = rng.uniform(0, 255, 3)
+        dist = np.linalg.norm(under - colour, axis=1)
+        if np.linalg.norm(mean - colour) >= _MIN_CONTRAST and np.percentile(dist, 10) >= _MIN_PIXEL_CONTRAST:
+            return colour
+    return np.where(mean > 127.5, 0.0, 255.0)  # pragma: no cover - the far corner of the RGB cube
+
+
+# ---- backgrounds ----
+
+def _background(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
+    kind = int(rng.integers(0, 3))
+    make = (_smooth_noise, _gradient, _stripes)[kind]
+    return make(width, height, rng)
+
+
+def _two_colours(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    a = rng.uniform(0, 255, 3)
+    b = np.clip(a + rng.normal(0, 60, 3), 0, 255)
+    return a, b
+
+
+def _blend(t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    a, b = _two_colours(rng)
+    return a + t[..., None] * (b - a)
+
+
+def _smooth_noise(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
+    """Low-resolution random field upsampled bicubically: blotchy texture at a random scale."""
+    cell = int(rng.integers(8, 33))
+    small = rng.uniform(0, 255, (max(2, height // cell), max(2, width // cell))).astype(np.float32)
+    field = Image.fromarray(small, mode="F").resize((width, height), Image.Resampling.BICUBIC)
+    return _blend(np.clip(np.asarray(field, dtype=np.float64) / 255.0, 0, 1), rng)
+
+
+def _gradient(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
+    angle = rng.uniform(0, 2 * math.pi)
+    yy, xx = np.mgrid[0:height, 0:width]
+    t = xx * math.cos(angle) + yy * math.sin(angle)
+    return _blend((t - t.min()) / max(t.max() - t.min(), 1e-9), rng)
+
+
+def _stripes(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
+    angle = rng.uniform(0, math.pi)
+    period = rng.uniform(6, 30)
+    yy, xx = np.mgrid[0:height, 0:width]
+    t = xx * math.cos(angle) + yy * math.sin(angle)
+    return _blend(0.5 + 0.5 * np.sin(2 * math.pi * t / period), rng)
+
+
+def _write_jsonl(path: Path, lines: list[dict]) -> None:
+    path.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
+
