@@ -112,3 +112,37 @@ def mask_to_polygons_abs(mask: np.ndarray, max_points: int | None = None) -> lis
             if eps > max(m.shape) and sum(len(c) for c in contours) > max_points:
                 contours = contours[: max(1, max_points // 3)]
     return [c.reshape(-1, 2).astype(np.float64) for c in contours]
+
+
+def mask_to_polygons_edges_abs(mask: np.ndarray, max_points: int | None = None) -> list[np.ndarray]:
+    """Like ``mask_to_polygons_abs`` but the outline follows the pixels' outer edges rather than
+    their centres, so rasterising the polygons (``polygons_abs_to_mask``) gives back the mask's
+    area: tracing through centres loses half a pixel on every side (8% of a 20x30 object).
+    Holes are filled first, since the schema's segments are unioned and cannot express them."""
+    import cv2
+    from scipy import ndimage
+    from skimage import measure
+
+    filled = ndimage.binary_fill_holes(np.asarray(mask, dtype=bool))
+    # Marching squares at level 0.5 on a zero-padded mask walks the midpoints between inside and
+    # outside pixel centres; +0.5 - 1 (the pad) turns row/col indices into pixel-edge coordinates.
+    padded = np.pad(filled, 1).astype(np.float32)
+    contours = [np.ascontiguousarray(c[:, ::-1] - 0.5, dtype=np.float32)
+                for c in measure.find_contours(padded, 0.5)]
+    contours = sorted((c for c in contours if len(c) >= 4), key=lambda c: abs(cv2.contourArea(c)),
+                      reverse=True)
+    contours = [c[:-1] if np.array_equal(c[0], c[-1]) else c for c in contours]  # closed: drop repeat
+    # A first tiny tolerance only removes the collinear points of straight pixel runs.
+    eps = 0.05
+    while True:
+        simpler = [cv2.approxPolyDP(c.reshape(-1, 1, 2), eps, True).reshape(-1, 2)
+                   for c in contours]
+        simpler = [c for c in simpler if len(c) >= 3]
+        if not simpler:  # the budget is below what any part can keep: the largest part, as is
+            return [c.astype(np.float64) for c in contours[:1]]
+        contours = simpler
+        if max_points is None or sum(len(c) for c in contours) <= max_points:
+            return [c.astype(np.float64) for c in contours]
+        eps = max(eps * 1.5, 0.25)
+        if eps > max(filled.shape):  # too many parts for the budget: keep the largest ones
+            contours = contours[: max(1, max_points // 3)]

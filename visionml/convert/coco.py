@@ -15,13 +15,21 @@ from .common import (DEFAULT_MAX_POLYGON_POINTS, Converted, Problems, atomic_fil
                      image_url_for, mask_object, new_record, open_image, polygon_object_abs)
 
 
-def coco_images_dir(json_path: Path, images_dir: Path | None) -> Path:
-    """``--images DIR``, else ``images/`` beside the JSON, else the JSON's folder (how COCO
-    exports from CVAT, Label Studio and Roboflow are laid out)."""
+def coco_image_dirs(json_path: Path, images_dir: Path | None) -> list[Path]:
+    """Where ``file_name``s are looked up: ``--images DIR``; else ``images/`` beside the JSON
+    (CVAT, Label Studio and Roboflow exports), then the JSON's own folder (files written by
+    ``--to coco``, whose names are relative to it)."""
     if images_dir is not None:
-        return Path(images_dir)
+        return [Path(images_dir)]
     beside = json_path.parent / "images"
-    return beside if beside.is_dir() else json_path.parent
+    return [beside, json_path.parent] if beside.is_dir() else [json_path.parent]
+
+
+def _find(dirs: list[Path], file_name: str) -> Path:
+    for folder in dirs:
+        if (folder / file_name).is_file():
+            return folder / file_name
+    return dirs[0] / file_name
 
 
 def read_coco(json_path, *, images_dir=None, task: str | None = None,
@@ -29,7 +37,7 @@ def read_coco(json_path, *, images_dir=None, task: str | None = None,
     json_path = Path(json_path)
     doc = _load(json_path)
     task = _coco_task(doc, task, json_path)
-    folder = coco_images_dir(json_path, images_dir)
+    dirs = coco_image_dirs(json_path, images_dir)
     problems = Problems()
     categories = {c["id"]: c["name"] for c in sorted(doc["categories"], key=lambda c: c["id"])}
     by_image = defaultdict(list)
@@ -47,10 +55,11 @@ def read_coco(json_path, *, images_dir=None, task: str | None = None,
             problems.add(json_path, where, "'file_name' is missing")
             continue
         annotated = (int(img.get("width") or 0), int(img.get("height") or 0))
-        info = open_image(folder / img["file_name"], problems, json_path, where, annotated)
+        image = _find(dirs, img["file_name"])
+        info = open_image(image, problems, json_path, where, annotated)
         if info is None:
             continue
-        rec = new_record(folder / img["file_name"], info, json_path)
+        rec = new_record(image, info, json_path)
         for ann in by_image.get(img["id"], []):
             obj = _object(ann, categories, task, info, max_polygon_points, problems, json_path,
                           img["file_name"])

@@ -161,8 +161,9 @@ def polygon_object_abs(label: str, segments_abs, width: int, height: int, *, is_
 def mask_object(label: str, mask: np.ndarray, width: int, height: int, *, is_crowd: bool,
                 max_points: int, problems: Problems, source, where) -> ObjectLabel | None:
     """An instance-segmentation object traced from a bool mask: the outer contour of each part
-    becomes one segment (holes are filled; see docs/converters.md)."""
-    segments = geometry.mask_to_polygons_abs(mask, max_points)
+    becomes one segment (holes are filled; see docs/converters.md). The outline follows pixel
+    edges, so the polygon covers the mask's pixels rather than losing half a pixel all round."""
+    segments = geometry.mask_to_polygons_edges_abs(mask, max_points)
     if not segments:
         problems.add(source, where, "mask has no region of 3 or more pixels to trace")
         return None
