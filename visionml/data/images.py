@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import io
 import os
+from pathlib import Path
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 # Pillow's own default (~89.5 MP): above it an image is refused before decoding (decompression bombs).
 DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
@@ -37,3 +38,89 @@ def _decode(fp, max_pixels: int | None) -> Image.Image:
     except (OSError, Image.DecompressionBombError, SyntaxError) as exc:
         raise ValueError(f"not a readable image ({exc})") from exc
     return img
+
+
+def local_path(path_or_url) -> Path:
+    """A local file for a record's ``path``: http(s) URLs are fetched into the cache first
+    (see ``visionml.data.resolve.fetch``); raises ``ValueError`` if the download fails."""
+    from .resolve import fetch, is_url
+
+    location = os.fspath(path_or_url)
+    return fetch(location) if is_url(location) else Path(location)
+
+
+def check_image(path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[int, int, str]:
+    """``(width, height, format)`` of the image file at ``path``, from its header, after a cheap
+    completeness check (no pixel decoding). Raises ``ValueError`` naming the problem: missing
+    file, not an image, truncated, or more than ``max_pixels`` pixels (refused from the header,
+    so a decompression bomb costs nothing)."""
+    try:
+        with open(path, "rb") as fp:
+            size = os.fstat(fp.fileno()).st_size
+            if size == 0:
+                raise ValueError(f"empty file: {path}")
+            head = fp.read(32)
+            fp.seek(max(0, size - _TAIL))
+            tail = fp.read(_TAIL)
+            fp.seek(0)
+            width, height, fmt, tiles = _read_header(fp, path)
+    except FileNotFoundError:
+        raise ValueError(f"file not found: {path}") from None
+    except IsADirectoryError:
+        raise ValueError(f"is a folder, not an image file: {path}") from None
+    except PermissionError:
+        raise ValueError(f"permission denied: {path}") from None
+    if max_pixels and width * height > max_pixels:
+        raise ValueError(_over_limit(width, height, max_pixels, path))
+    problem = _incomplete(fmt, size, head, tail, tiles)
+    if problem:
+        raise ValueError(f"truncated or corrupt {fmt} ({problem}): {path}")
+    return width, height, fmt.lower()
+
+
+# Bytes read from the end of a file for the end-marker checks; tolerates a little padding.
+_TAIL = 1024
+
+
+def _read_header(fp, path) -> tuple[int, int, str, list]:
+    try:
+        img = Image.open(fp)  # lazy: parses the header only
+    except Image.DecompressionBombError as exc:
+        # Pillow refuses > 2 * MAX_IMAGE_PIXELS itself, before we see the size.
+        raise ValueError(f"image is over Pillow's pixel limit ({exc}): {path}") from None
+    except UnidentifiedImageError:
+        raise ValueError(f"not an image file (Pillow cannot identify its format): {path}") from None
+    except Exception as exc:  # a malformed header can raise almost anything inside a plugin
+        raise ValueError(f"not a readable image ({type(exc).__name__}: {exc}): {path}") from None
+    return img.width, img.height, img.format or "unknown", list(getattr(img, "tile", None) or [])
+
+
+def _over_limit(width: int, height: int, max_pixels: int, path) -> str:
+    return (f"image is {width}x{height} = {width * height:,} pixels, over the limit of "
+            f"{max_pixels:,} (raise it with --max-pixels if the image is genuine): {path}")
+
+
+def _incomplete(fmt: str, size: int, head: bytes, tail: bytes, tiles: list) -> str | None:
+    """Why the file looks cut short, from its end marker or declared length; None when it looks whole."""
+    if fmt in ("JPEG", "MPO"):
+        if not tail.rstrip(b"\x00\r\n\t ").endswith(b"\xff\xd9"):
+            return "no end-of-image marker FFD9 at the end"
+    elif fmt == "PNG":
+        if b"IEND" not in tail[-64:]:
+            return "no IEND chunk at the end"
+    elif fmt == "GIF":
+        if not tail.rstrip(b"\x00").endswith(b";"):
+            return "no trailer byte 0x3B at the end"
+    elif fmt == "WEBP":
+        declared = int.from_bytes(head[4:8], "little") + 8
+        if declared > size:
+            return f"RIFF header declares {declared} bytes, file has {size}"
+    elif fmt == "BMP":
+        declared = int.from_bytes(head[2:6], "little")
+        if declared > size:
+            return f"header declares {declared} bytes, file has {size}"
+    else:
+        offsets = [t[2] for t in tiles if isinstance(t[2], int)]
+        if offsets and max(offsets) >= size:
+            return f"pixel data should start at byte {max(offsets)}, file has {size}"
+    return None

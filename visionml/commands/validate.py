@@ -1,0 +1,67 @@
+"""``visionml validate DATA``: check JSONL/MLTable data before training and summarise it."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "validate", help="check a JSONL/MLTable dataset and summarise it",
+        description="Check Azure AutoML-for-Images JSONL (or MLTable) data line by line, print every "
+        "problem as FILE:LINE: field: reason and a summary. Exit code 1 when anything is invalid.")
+    parser.add_argument("data", metavar="DATA", help="a JSONL file, an MLTable file or an MLTable folder")
+    parser.add_argument("--task", help="the task the data is for (inferred from the labels when left out)")
+    parser.add_argument("--datastore", action="append", default=[], metavar="NAME=DIR",
+                        help="map an azureml:// datastore to a local folder (repeatable; also "
+                        "VISIONML_DATASTORES=name=DIR,...)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    parser.add_argument("--no-image-check", action="store_true",
+                        help="check the lines only, do not open the images (for huge files)")
+    parser.add_argument("--max-pixels", type=_positive_int, default=None, metavar="N",
+                        help="refuse images with more pixels than this (default: Pillow's 89,478,485)")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of pixels, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return value
+
+
+def run(args) -> int:
+    import orjson
+
+    from ..data.images import DEFAULT_MAX_PIXELS
+    from ..data.reader import load_dataset, paused_gc
+    from ..data.resolve import parse_datastores
+    from ..data.validate import format_summary, summarize
+
+    with paused_gc():  # the summary walks every record once more: no collector passes over them
+        loaded = load_dataset(args.data, args.task, datastores=parse_datastores(args.datastore),
+                              check_images=not args.no_image_check,
+                              max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS)
+        summary = summarize(loaded)
+    valid = not loaded.problems and bool(loaded.records)
+    if args.json:
+        document = {"valid": valid, "summary": summary, "problems": [p.to_json() for p in loaded.problems]}
+        print(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+        return 0 if valid else 1
+    for problem in loaded.problems:
+        print(problem)
+    if loaded.problems:
+        print()
+    print(format_summary(summary))
+    if valid:
+        print("OK: the data is valid.")
+    elif not loaded.records:
+        print("INVALID: no valid line.")
+    else:
+        print(f"INVALID: {summary['problems']} problem(s) on {summary['invalid_lines']} line(s). Fix them, "
+              "or train with --skip-invalid to leave those lines out.")
+    return 0 if valid else 1

@@ -1,0 +1,584 @@
+"""Reading and validating Azure AutoML-for-Images JSONL (and MLTable) into ``ImageRecord``s.
+
+Every line is checked on its own and every problem is collected as ``FILE:LINE: field: reason``,
+so one run of ``visionml validate`` lists everything to fix. The loop over lines is the hot path
+for files of millions of lines: orjson, the garbage collector paused while records pile up (most
+of the cost otherwise), plain strings instead of ``Path`` objects, and each line validated by the
+shape its label has, so the task can be inferred afterwards without parsing twice.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import warnings
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from ..errors import DataError, UsageError, VisionMLError
+from ..tasks import DETECTION, MULTICLASS, MULTILABEL, SEGMENTATION, canonical_task
+from .images import DEFAULT_MAX_PIXELS, check_image, local_path
+from .records import ImageRecord, ObjectLabel
+from .resolve import is_url, join_under, resolve_image_url
+
+SLACK = 1e-6
+"""Coordinates may overshoot [0, 1] by this much (float round-off in exporters); they are then clipped."""
+IMAGE_FORMATS = frozenset({"jpg", "jpeg", "jpe", "jfif", "png", "bmp", "tif", "tiff", "gif", "webp"})
+"""Azure's list of ``image_details.format`` values, plus GIF and WebP which Pillow reads as well."""
+
+_LO, _HI = -SLACK, 1.0 + SLACK
+_NUMBER = (int, float)  # exact types: bool is not a coordinate
+_BOX_KEYS = ("topX", "topY", "bottomX", "bottomY")
+_EMPTY = "empty"  # a label that is [] fits every list-shaped task
+_SHAPE_WORDS = {
+    MULTICLASS: "a class name string (multi-class classification)",
+    MULTILABEL: "a list of class names (multi-label classification)",
+    DETECTION: "a list of {label, topX, topY, bottomX, bottomY} objects (object detection)",
+    SEGMENTATION: "a list of {label, polygon} objects (instance segmentation)",
+}
+
+
+@dataclass(slots=True)
+class Problem:
+    """One thing wrong with one line (``line`` is 1-based; 0 for the file as a whole)."""
+
+    source: str
+    line: int
+    field: str
+    reason: str
+    raw: str | None = None
+    """The line as it was in the file (for ``invalid_lines.jsonl``)."""
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.line}: {self.field}: {self.reason}"
+
+    def to_json(self) -> dict:
+        return {"source": self.source, "line": self.line, "field": self.field, "reason": self.reason}
+
+
+@dataclass
+class LoadedData:
+    records: list[ImageRecord]
+    task: str | None
+    """Canonical task name; None only when no line had a usable label."""
+    labels: list[str]
+    """Sorted class names of the valid records."""
+    problems: list[Problem] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    """The JSONL files read, in order."""
+    task_inferred: bool = False
+
+
+def read_dataset(path, task: str | None = None, *, datastores: dict[str, str] | None = None,
+                 skip_invalid: bool = False, check_images: bool = True,
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS) -> LoadedData:
+    """Read a JSONL file, an MLTable file or an MLTable folder.
+
+    Strict (default): raises ``DataError`` listing every problem. ``skip_invalid=True``: returns
+    the valid records and the problems of the rest; raises ``DataError`` if no line is valid.
+    """
+    loaded = load_dataset(path, task, datastores=datastores, check_images=check_images,
+                          max_pixels=max_pixels)
+    if loaded.problems and not skip_invalid:
+        raise DataError(loaded.problems, summary=_error_head(loaded, "invalid; fix them or use --skip-invalid"))
+    if not loaded.records:
+        raise DataError(loaded.problems, summary=_error_head(loaded, "no valid line left"))
+    return loaded
+
+
+def _error_head(loaded: LoadedData, what: str) -> str:
+    lines = len({(p.source, p.line) for p in loaded.problems})
+    return f"{len(loaded.problems)} problem(s) on {lines} line(s) of {', '.join(loaded.sources)} ({what})"
+
+
+def load_dataset(path, task: str | None = None, *, datastores: dict[str, str] | None = None,
+                 check_images: bool = True, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> LoadedData:
+    """Like ``read_dataset`` but never raises for bad lines: returns the valid records and all
+    problems (what ``visionml validate`` reports). Raises for a missing file or an unknown task,
+    and ``UsageError`` when the task cannot be inferred (every label is an empty list)."""
+    wanted = canonical_task(task) if task else None
+    sources = data_files(path, datastores or {})
+    records, shapes, problems = [], [], []
+    for source in sources:
+        _read_jsonl(source, wanted, datastores or {}, records, shapes, problems)
+    final_task, inferred = _settle_task(wanted, records, shapes, problems, sources)
+    if check_images and records:
+        records = _check_images(records, max_pixels, problems)
+    problems.sort(key=lambda p: (sources.index(p.source) if p.source in sources else 0, p.line))
+    return LoadedData(records=records, task=final_task, labels=class_names(records), problems=problems,
+                      sources=list(sources), task_inferred=inferred)
+
+
+def class_names(records: list[ImageRecord]) -> list[str]:
+    names: set[str] = set()
+    for r in records:
+        if r.objects:
+            names.update(o.label for o in r.objects)
+        elif isinstance(r.label, str):
+            names.add(r.label)
+        elif r.label:
+            names.update(r.label)
+    return sorted(names)
+
+
+# ---------------------------------------------------------------------------------------------
+# Files: JSONL or MLTable
+
+
+def data_files(path, datastores: dict[str, str] | None = None) -> list[str]:
+    """The JSONL files behind ``path`` (a JSONL file, an MLTable file or a folder holding ``MLTable``)."""
+    p = Path(path)
+    if p.is_dir():
+        table = p / "MLTable"
+        if not table.is_file():
+            raise VisionMLError(f"{p}: a folder given as data must hold an MLTable file; none found")
+        return _mltable_files(table, datastores or {})
+    if not p.is_file():
+        raise VisionMLError(f"{p}: no such file")
+    if p.name == "MLTable" or p.suffix.lower() in (".yaml", ".yml", ".mltable"):
+        return _mltable_files(p, datastores or {})
+    return [str(p)]
+
+
+def _mltable_files(table: Path, datastores: dict[str, str]) -> list[str]:
+    import yaml
+
+    try:
+        spec = yaml.safe_load(table.read_text(encoding="utf-8-sig"))
+    except yaml.YAMLError as exc:
+        raise VisionMLError(f"{table}: not valid YAML ({exc})") from None
+    entries = spec.get("paths") if isinstance(spec, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise VisionMLError(f"{table}: an MLTable needs 'paths:' with at least one '- file: x.jsonl' entry")
+    folder = os.path.abspath(table.parent)
+    files: list[str] = []
+    for i, entry in enumerate(entries):
+        files.extend(_mltable_entry(entry, folder, datastores, f"{table}: paths[{i}]"))
+    missing = [f for f in files if not os.path.isfile(f)]
+    if missing:
+        raise VisionMLError(f"{table}: listed file(s) not found: {', '.join(missing)}")
+    return files
+
+
+def _mltable_entry(entry, folder: str, datastores: dict[str, str], where: str) -> list[str]:
+    if not isinstance(entry, dict) or len(entry) != 1:
+        raise VisionMLError(f"{where}: expected one of 'file:', 'folder:' or 'pattern:'")
+    (kind, value), = entry.items()
+    if kind not in ("file", "folder", "pattern") or not isinstance(value, str):
+        raise VisionMLError(f"{where}: expected one of 'file:', 'folder:' or 'pattern:' with a path")
+    if kind == "pattern":
+        return sorted(str(p) for p in Path(folder).glob(value) if p.is_file())
+    try:
+        local = resolve_image_url(value, folder, datastores)
+    except ValueError as exc:
+        raise VisionMLError(f"{where}: {exc}") from None
+    if is_url(local):
+        raise VisionMLError(f"{where}: http(s) data files are not supported; download {value} first")
+    if kind == "folder":
+        return sorted(str(p) for p in Path(local).glob("*.jsonl"))
+    return [local]
+
+
+# ---------------------------------------------------------------------------------------------
+# Lines
+
+
+def _read_jsonl(source: str, task: str | None, datastores: dict[str, str],
+                records: list, shapes: list, problems: list) -> None:
+    base = os.path.dirname(os.path.abspath(source))
+    loads, decode_error = orjson.loads, orjson.JSONDecodeError
+    try:
+        with paused_gc(), open(source, "rb") as fp:
+            for lineno, line in enumerate(fp, 1):
+                if lineno == 1 and line.startswith(b"\xef\xbb\xbf"):
+                    line = line[3:]
+                try:
+                    obj = loads(line)
+                except decode_error as exc:
+                    if line.strip():
+                        problems.append(Problem(source, lineno, "line", f"invalid JSON ({exc})", _text(line)))
+                    continue
+                errors: list = []
+                record, shape = _to_record(obj, source, lineno, base, datastores, task, errors)
+                if errors:
+                    raw = _text(line)
+                    problems.extend(Problem(source, lineno, f, r, raw) for f, r in errors)
+                else:
+                    records.append(record)
+                    shapes.append(shape)
+    except OSError as exc:
+        raise VisionMLError(f"{source}: cannot read ({exc.strerror or exc})") from None
+
+
+@contextmanager
+def paused_gc():
+    """Pause the cyclic garbage collector while building many objects that stay alive.
+
+    Records hold no reference cycles, so nothing leaks; without the pause, Python runs repeated
+    full collections over the growing list, which cost more than parsing the JSON itself.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _text(line: bytes) -> str:
+    return line.decode("utf-8", errors="replace").rstrip("\r\n")
+
+
+def _to_record(obj, source: str, lineno: int, base: str, datastores, task, errors: list):
+    """(record, label shape) for a parsed line; appends (field, reason) pairs to ``errors``."""
+    if type(obj) is not dict:
+        errors.append(("line", f"expected a JSON object, got {_kind(obj)}"))
+        return None, None
+    url = obj.get("image_url")
+    path = _image_path(url, base, datastores, errors)
+    width = height = fmt = None
+    details = obj.get("image_details")
+    if type(details) is dict:
+        width, height, fmt = details.get("width"), details.get("height"), details.get("format")
+        if type(width) is not int or width <= 0:
+            width = _pixels(width, "width", errors)
+        if type(height) is not int or height <= 0:
+            height = _pixels(height, "height", errors)
+        if fmt is not None:
+            fmt = _format(fmt, errors)
+    elif details is not None:
+        errors.append(("image_details", f"expected an object {{format, width, height}}, got {_kind(details)}"))
+    if "label" not in obj:
+        errors.append(("label", "missing (required)"))
+        return None, None
+    record = ImageRecord(source, lineno, url, path, None, [], width, height, fmt)
+    shape = _label_into(obj["label"], record, task, errors)
+    return record, shape
+
+
+def _image_path(url, base: str, datastores, errors: list):
+    if url is None:
+        errors.append(("image_url", "missing (required)"))
+        return None
+    if type(url) is not str or not url:
+        errors.append(("image_url", f"expected a non-empty string, got {_kind(url)}"))
+        return None
+    if url[0] != "/" and ":" not in url:
+        try:  # relative path: the common case, kept off the general resolver
+            return join_under(base, url, "the JSONL file's folder")
+        except ValueError as exc:
+            errors.append(("image_url", str(exc)))
+            return None
+    try:
+        return resolve_image_url(url, base, datastores)
+    except ValueError as exc:
+        errors.append(("image_url", str(exc)))
+        return None
+
+
+def _format(fmt, errors: list) -> str | None:
+    low = fmt.lower().lstrip(".") if type(fmt) is str else None
+    if low in IMAGE_FORMATS:
+        return low
+    errors.append(("image_details.format", f"unknown format {fmt!r}; expected one of {', '.join(sorted(IMAGE_FORMATS))}"))
+    return None
+
+
+def _pixels(value, name: str, errors: list) -> int | None:
+    """``400``, ``"400"`` or ``"400px"`` -> 400; None when absent."""
+    if value is None:
+        return None
+    number = None
+    if type(value) is str:  # Azure writes "400px"
+        text = value[:-2] if value.endswith("px") else value
+        number = int(text) if text.isdigit() else None
+    elif type(value) is float and value.is_integer():
+        number = int(value)
+    elif type(value) is int:
+        number = value
+    if number is None or number <= 0:
+        errors.append((f"image_details.{name}", f"cannot read {value!r} as a positive pixel count "
+                                                "(write 400 or \"400px\")"))
+        return None
+    return number
+
+
+def _label_into(label, record: ImageRecord, task, errors: list):
+    """Fill the record from ``label`` according to its shape; return the shape (a task name or 'empty')."""
+    if type(label) is str:
+        if not label:
+            errors.append(("label", "empty class name"))
+        record.label = label
+        return MULTICLASS
+    if type(label) is not list:
+        errors.append(("label", f"expected {_expected(task)}, got {_kind(label)}"))
+        return None
+    if not label:
+        if task == MULTILABEL:
+            record.label = []
+        return _EMPTY
+    first = type(label[0])
+    if first is str:
+        return _multilabel(label, record, errors)
+    if first is dict:
+        if any(type(o) is dict and "polygon" in o for o in label):
+            record.objects = _polygon_objects(label, errors)
+            return SEGMENTATION
+        record.objects = _box_objects(label, errors)
+        return DETECTION
+    errors.append(("label", f"expected {_expected(task)}, got a list of {_kind(label[0])}s"))
+    return None
+
+
+def _expected(task) -> str:
+    if task:
+        return _SHAPE_WORDS[task]
+    return "a string, a list of strings or a list of objects"
+
+
+def _multilabel(label: list, record: ImageRecord, errors: list) -> str:
+    for i, name in enumerate(label):
+        if type(name) is not str or not name:
+            errors.append((f"label[{i}]", f"expected a non-empty class name string, got {_kind(name)}"))
+    record.label = list(dict.fromkeys(label))  # a class named twice is still one class
+    return MULTILABEL
+
+
+def _box_objects(items: list, errors: list) -> list[ObjectLabel]:
+    """Detection objects. The all-float, in-range case is checked in one expression (the hot path
+    for big files); anything else goes through ``_box_slow`` for a precise message."""
+    out = []
+    for i, item in enumerate(items):
+        if type(item) is not dict:
+            errors.append((f"label[{i}]", f"expected an object, got {_kind(item)}"))
+            continue
+        x0, y0, x1, y1 = item.get("topX"), item.get("topY"), item.get("bottomX"), item.get("bottomY")
+        if not (type(x0) is float and type(y0) is float and type(x1) is float and type(y1) is float
+                and 0.0 <= x0 < x1 <= 1.0 and 0.0 <= y0 < y1 <= 1.0):
+            box = _box_slow(item, i, errors)
+            if box is None:
+                continue
+            x0, y0, x1, y1 = box
+        name, crowd = item.get("label"), item.get("isCrowd", 0)
+        if type(name) is not str or not name or crowd not in (0, 1):
+            name, crowd = _name_and_crowd(item, i, errors)
+        out.append(ObjectLabel(name, (x0, y0, x1, y1), crowd == 1))
+    return out
+
+
+def _polygon_objects(items: list, errors: list) -> list[ObjectLabel]:
+    out = []
+    for i, item in enumerate(items):
+        if type(item) is not dict:
+            errors.append((f"label[{i}]", f"expected an object, got {_kind(item)}"))
+            continue
+        obj = _polygon_object(item, i, errors)
+        name, crowd = _name_and_crowd(item, i, errors)
+        if obj is not None:
+            obj.label, obj.is_crowd = name, crowd
+            out.append(obj)
+    return out
+
+
+def _name_and_crowd(item: dict, i: int, errors: list) -> tuple[str, bool]:
+    name = item.get("label")
+    if type(name) is not str or not name:
+        errors.append((f"label[{i}].label", "missing (required)" if name is None else
+                       f"expected a non-empty class name string, got {_kind(name)}"))
+    crowd = item.get("isCrowd", 0)
+    if crowd is None:
+        crowd = 0
+    elif crowd not in (0, 1):  # JSON values equal to 0 or 1 are exactly 0, 1, 0.0, 1.0, false, true
+        errors.append((f"label[{i}].isCrowd", f"expected 0, 1, true or false, got {crowd!r}"))
+        crowd = 0
+    return name, crowd == 1
+
+
+def _box_slow(item: dict, i: int, errors: list) -> tuple | None:
+    coords = []
+    for key in _BOX_KEYS:
+        v = item.get(key)
+        if type(v) is float or type(v) is int:
+            if v < _LO or v > _HI:
+                errors.append((f"label[{i}].{key}", f"{v} is outside [0, 1] (coordinates are fractions "
+                                                    "of the image width/height)"))
+                return None
+            coords.append(0.0 if v < 0.0 else 1.0 if v > 1.0 else float(v))
+        else:
+            errors.append((f"label[{i}].{key}", "missing (required)" if v is None
+                           else f"expected a number in [0, 1], got {_kind(v)} {v!r}"))
+            return None
+    x0, y0, x1, y1 = coords
+    if x1 <= x0 or y1 <= y0:
+        errors.append((f"label[{i}]", _degenerate(x0, y0, x1, y1)))
+        return None
+    return x0, y0, x1, y1
+
+
+def _degenerate(x0, y0, x1, y1) -> str:
+    if x1 < x0 or y1 < y0:
+        return (f"inverted box: bottomX/bottomY ({x1}, {y1}) must be greater than topX/topY ({x0}, {y0})")
+    return f"zero-area box ({x0}, {y0}, {x1}, {y1}): the corners must differ in both x and y"
+
+
+def _polygon_object(item: dict, i: int, errors: list) -> ObjectLabel | None:
+    poly = item.get("polygon")
+    where = f"label[{i}].polygon"
+    if type(poly) is not list or not poly:
+        errors.append((where, "expected a non-empty list of segments [[x1, y1, x2, y2, ...], ...], "
+                              f"got {_kind(poly)}"))
+        return None
+    if all(type(v) in _NUMBER for v in poly):
+        errors.append((where, "is a flat list of numbers; wrap it in another list: [[x1, y1, ...]]"))
+        return None
+    segments, xs, ys = [], [], []
+    for j, seg in enumerate(poly):
+        seg = _segment(seg, f"{where}[{j}]", errors)
+        if seg is None:
+            return None
+        segments.append(seg)
+        xs.extend(seg[0::2])
+        ys.extend(seg[1::2])
+    box = (min(xs), min(ys), max(xs), max(ys))
+    if box[2] <= box[0] or box[3] <= box[1]:
+        errors.append((where, f"encloses no area (its extent {box} is a line or a point)"))
+        return None
+    return ObjectLabel("", box, False, segments)
+
+
+def _segment(seg, where: str, errors: list) -> list[float] | None:
+    if type(seg) is not list:
+        errors.append((where, f"expected a list of numbers x1, y1, x2, y2, ..., got {_kind(seg)}"))
+        return None
+    if any(type(v) not in _NUMBER for v in seg):
+        errors.append((where, "expected numbers only"))
+        return None
+    if len(seg) % 2:
+        errors.append((where, f"has an odd number of values ({len(seg)}); x and y must come in pairs"))
+        return None
+    if len(seg) < 6:
+        errors.append((where, f"has {len(seg) // 2} point(s); a polygon needs at least 3"))
+        return None
+    low, high = min(seg), max(seg)
+    if low < _LO or high > _HI:
+        bad = low if low < _LO else high
+        errors.append((where, f"value {bad} is outside [0, 1] (coordinates are fractions of the image size)"))
+        return None
+    if low < 0.0 or high > 1.0:
+        return [0.0 if v < 0.0 else 1.0 if v > 1.0 else float(v) for v in seg]
+    return [float(v) for v in seg]
+
+
+def _kind(value) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+             float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+# ---------------------------------------------------------------------------------------------
+# Task
+
+
+def _settle_task(task, records: list, shapes: list, problems: list, sources: list):
+    """Fix the task (given, or the most common label shape) and move lines of another shape to problems."""
+    inferred = task is None
+    if inferred:
+        counts = Counter(s for s in shapes if s != _EMPTY)
+        if not counts:
+            if records:
+                raise UsageError(f"cannot infer the task of {', '.join(sources)}: every label is an empty "
+                                 "list; pass --task (e.g. --task image_object_detection)")
+            return None, inferred
+        task = counts.most_common(1)[0][0]
+    fits = {task, _EMPTY} if task != MULTICLASS else {task}
+    if all(s in fits for s in shapes):
+        return task, inferred
+    kept = []
+    raw = _raw_lines_for([r for r, s in zip(records, shapes) if s not in fits])
+    for record, shape in zip(records, shapes):
+        if shape in fits:
+            if shape == _EMPTY and task == MULTILABEL:
+                record.label = []
+            kept.append(record)
+            continue
+        how = "was inferred from most lines; pass --task to choose" if inferred else "was given"
+        got = "an empty list" if shape == _EMPTY else _SHAPE_WORDS[shape]
+        problems.append(Problem(record.source, record.line, "label",
+                                f"expected {_SHAPE_WORDS[task]} (task {task} {how}), got {got}",
+                                raw.get((record.source, record.line))))
+    records[:] = kept
+    return task, inferred
+
+
+def _raw_lines_for(records: list[ImageRecord]) -> dict[tuple[str, int], str]:
+    """The raw text of a few lines, read again from their files (valid lines are not kept in memory)."""
+    wanted: dict[str, set[int]] = {}
+    for r in records:
+        wanted.setdefault(r.source, set()).add(r.line)
+    out = {}
+    for source, numbers in wanted.items():
+        with open(source, "rb") as fp:
+            for lineno, line in enumerate(fp, 1):
+                if lineno in numbers:
+                    out[(source, lineno)] = _text(line[3:] if lineno == 1 and line.startswith(b"\xef\xbb\xbf")
+                                                  else line)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Images
+
+
+def _check_images(records: list[ImageRecord], max_pixels, problems: list) -> list[ImageRecord]:
+    """Open every distinct image (header and end marker only); drop records whose image fails."""
+    unique = list(dict.fromkeys(r.path for r in records))
+
+    def check(location: str):
+        try:
+            return check_image(local_path(location), max_pixels)
+        except ValueError as exc:
+            return str(exc)
+
+    # Threads overlap file-system and network latency (network mounts, http images).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow's DecompressionBombWarning: we report the limit ourselves
+        with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+            results = dict(zip(unique, pool.map(check, unique, chunksize=64)))
+    kept, failed = [], []
+    for r in records:
+        result = results[r.path]
+        if isinstance(result, str):
+            failed.append((r, result))
+        else:
+            r.width, r.height, r.format = result
+            kept.append(r)
+    if failed:
+        raw = _raw_lines_for([r for r, _ in failed])
+        problems.extend(Problem(r.source, r.line, "image_url", reason, raw.get((r.source, r.line)))
+                        for r, reason in failed)
+    return kept
+
+
+# ---------------------------------------------------------------------------------------------
+# Output
+
+
+def write_invalid_lines(problems: list[Problem], path) -> int:
+    """Write one JSON line per invalid input line: ``{"line", "source", "errors", "raw"}``.
+    Returns the number of lines written."""
+    grouped: dict[tuple[str, int], list[Problem]] = {}
+    for p in problems:
+        grouped.setdefault((p.source, p.line), []).append(p)
+    with open(path, "wb") as out:
+        for (source, line), group in grouped.items():
+            raw = next((p.raw for p in group if p.raw is not None), None)
+            entry = {"line": line, "source": source, "errors": [f"{p.field}: {p.reason}" for p in group],
+                     "raw": raw}
+            out.write(orjson.dumps(entry) + b"\n")
+    return len(grouped)
