@@ -16,7 +16,8 @@ import numpy as np
 from ..errors import UsageError, VisionMLError
 from ..tasks import DETECTION, SEGMENTATION, canonical_task
 from .common import (DEFAULT_MAX_POLYGON_POINTS, IMAGE_SUFFIXES, Converted, Problems,
-                     as_detection, find_image, mask_has_holes, mask_object, new_record, open_image)
+                     box_object_abs, find_image, mask_has_holes, mask_object, new_record,
+                     open_image)
 
 # Penn-Fudan names masks 'FudanPed00001_mask.png' for 'FudanPed00001.png'.
 _MASK_SUFFIX = re.compile(r"[_\-.]?masks?$", re.IGNORECASE)
@@ -69,16 +70,28 @@ def read_masks(src, *, images_dir=None, task: str | None = None, label: str = "o
         rec = new_record(image, info, mask_path)
         for inst in (int(v) for v in np.unique(ids) if v != 0):
             binary = ids == inst
-            holes += mask_has_holes(binary)
-            obj = mask_object(label, binary, info.width, info.height, is_crowd=False,
-                              max_points=max_polygon_points, problems=problems,
-                              source=mask_path, where=f"instance {inst}")
+            where = f"instance {inst}"
+            if task == DETECTION:  # the pixels' own extent: exact, whatever the point budget
+                obj = box_object_abs(label, _pixel_extent(binary), info.width, info.height,
+                                     is_crowd=False, problems=problems, source=mask_path,
+                                     where=where)
+            else:
+                holes += mask_has_holes(binary)
+                obj = mask_object(label, binary, info.width, info.height, is_crowd=False,
+                                  max_points=max_polygon_points, problems=problems,
+                                  source=mask_path, where=where)
             if obj is not None:
-                rec.objects.append(obj if task == SEGMENTATION else as_detection(obj))
+                rec.objects.append(obj)
         records.append(rec)
     notes = [f"{holes} instance(s) had holes, which were filled in: the JSONL schema unions an "
              "object's polygons and cannot express a hole"] if holes else []
     return Converted(task, [label], records, list(problems), notes)
+
+
+def _pixel_extent(binary: np.ndarray) -> list[int]:
+    """xyxy in pixel-edge coordinates: a pixel at column c spans [c, c + 1]."""
+    rows, cols = np.flatnonzero(binary.any(axis=1)), np.flatnonzero(binary.any(axis=0))
+    return [cols[0], rows[0], cols[-1] + 1, rows[-1] + 1]
 
 
 def _instance_ids(mask_path: Path, info, problems) -> np.ndarray | None:
