@@ -90,6 +90,10 @@ def _read_header(fp, path) -> tuple[int, int, str, list]:
         raise ValueError(f"image is over Pillow's pixel limit ({exc}): {path}") from None
     except UnidentifiedImageError:
         raise ValueError(f"not an image file (Pillow cannot identify its format): {path}") from None
+    except OSError as exc:
+        if "runcated" in str(exc):  # Pillow: "Truncated File Read" inside the header
+            raise ValueError(f"truncated file (cut short inside its header): {path}") from None
+        raise ValueError(f"not a readable image ({exc}): {path}") from None
     except Exception as exc:  # a malformed header can raise almost anything inside a plugin
         raise ValueError(f"not a readable image ({type(exc).__name__}: {exc}): {path}") from None
     return img.width, img.height, img.format or "unknown", list(getattr(img, "tile", None) or [])

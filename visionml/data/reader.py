@@ -179,6 +179,7 @@ def _mltable_entry(entry, folder: str, datastores: dict[str, str], where: str) -
         raise VisionMLError(f"{where}: {exc}") from None
     if is_url(local):
         raise VisionMLError(f"{where}: http(s) data files are not supported; download {value} first")
+    local = os.path.normpath(local)
     if kind == "folder":
         return sorted(str(p) for p in Path(local).glob("*.jsonl"))
     return [local]
@@ -320,8 +321,6 @@ def _label_into(label, record: ImageRecord, task, errors: list):
         errors.append(("label", f"expected {_expected(task)}, got {_kind(label)}"))
         return None
     if not label:
-        if task == MULTILABEL:
-            record.label = []
         return _EMPTY
     first = type(label[0])
     if first is str:
@@ -438,18 +437,24 @@ def _polygon_object(item: dict, i: int, errors: list) -> ObjectLabel | None:
         errors.append((where, "is a flat list of numbers; wrap it in another list: [[x1, y1, ...]]"))
         return None
     segments, xs, ys = [], [], []
+    area = 0.0
     for j, seg in enumerate(poly):
         seg = _segment(seg, f"{where}[{j}]", errors)
         if seg is None:
             return None
         segments.append(seg)
-        xs.extend(seg[0::2])
-        ys.extend(seg[1::2])
-    box = (min(xs), min(ys), max(xs), max(ys))
-    if box[2] <= box[0] or box[3] <= box[1]:
-        errors.append((where, f"encloses no area (its extent {box} is a line or a point)"))
+        sx, sy = seg[0::2], seg[1::2]
+        xs.extend(sx)
+        ys.extend(sy)
+        area += abs(_shoelace(sx, sy))
+    if area < 1e-12:  # a line or a point: it would rasterise to an empty mask
+        errors.append((where, "encloses no area (all its points lie on one line)"))
         return None
-    return ObjectLabel("", box, False, segments)
+    return ObjectLabel("", (min(xs), min(ys), max(xs), max(ys)), False, segments)
+
+
+def _shoelace(xs: list[float], ys: list[float]) -> float:
+    return 0.5 * sum(x0 * y1 - x1 * y0 for x0, y0, x1, y1 in zip(xs, ys, xs[1:] + xs[:1], ys[1:] + ys[:1]))
 
 
 def _segment(seg, where: str, errors: list) -> list[float] | None:
@@ -496,6 +501,10 @@ def _settle_task(task, records: list, shapes: list, problems: list, sources: lis
                                  "list; pass --task (e.g. --task image_object_detection)")
             return None, inferred
         task = counts.most_common(1)[0][0]
+    if task == MULTILABEL:  # an image with no class at all
+        for record, shape in zip(records, shapes):
+            if shape == _EMPTY:
+                record.label = []
     fits = {task, _EMPTY} if task != MULTICLASS else {task}
     if all(s in fits for s in shapes):
         return task, inferred
@@ -503,8 +512,6 @@ def _settle_task(task, records: list, shapes: list, problems: list, sources: lis
     raw = _raw_lines_for([r for r, s in zip(records, shapes) if s not in fits])
     for record, shape in zip(records, shapes):
         if shape in fits:
-            if shape == _EMPTY and task == MULTILABEL:
-                record.label = []
             kept.append(record)
             continue
         how = "was inferred from most lines; pass --task to choose" if inferred else "was given"
