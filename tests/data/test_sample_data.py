@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from visionml.cli import main
+from visionml.data.reader import read_dataset
 from visionml.data.sample import CLASSES, coverage, make_sample_data
 from visionml.geometry import polygon_norm_to_abs, polygons_abs_to_mask
 from visionml.tasks import DETECTION, MULTICLASS, MULTILABEL, SEGMENTATION, TASKS
@@ -30,6 +31,9 @@ def test_cli_default_set_is_the_documented_size(tmp_path, task, capsys):
         with Image.open(out / line["image_url"]) as img:
             assert img.size == (width, height) and img.format == "JPEG"
     assert len({line["image_url"] for line in train + val}) == 200
+    for split, count in (("train", 160), ("val", 40)):  # valid data of the task, read back
+        loaded = read_dataset(out / f"{split}.jsonl")
+        assert (loaded.task, loaded.labels, len(loaded.records)) == (task, sorted(CLASSES), count)
 
 
 def test_multiclass_is_balanced_over_four_classes(tmp_path):

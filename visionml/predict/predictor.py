@@ -79,13 +79,15 @@ class Predictor:
         return pil_to_tensor(pil).float().div_(255)
 
     # -- prediction ------------------------------------------------------------------------
-    def raw_predict(self, pil_images) -> list:
+    def raw_predict(self, pil_images, batch_size: int | None = None) -> list:
         """Arrays for metrics: classification float32 ``[C]`` probabilities per image; detection a
         dict ``boxes`` ``[N, 4]`` xyxy pixels of the original image, ``scores``, ``labels``
-        (0-based), and for segmentation ``masks`` bool ``[N, H, W]``."""
+        (0-based), and for segmentation ``masks`` bool ``[N, H, W]``. Runs ``batch_size`` images
+        (default ``validation_batch_size``) through the network at a time."""
+        step = int(batch_size or self.batch_size)
         out = []
-        for start in range(0, len(pil_images), self.batch_size):
-            out.extend(self._raw_batch(pil_images[start:start + self.batch_size]))
+        for start in range(0, len(pil_images), step):
+            out.extend(self._raw_batch(pil_images[start:start + step]))
         return out
 
     def _raw_batch(self, pils) -> list:

@@ -46,6 +46,8 @@ def resolve_settings(manifest: dict, overrides: dict | None = None) -> dict:
     keys, then the caller's overrides (parsed and range-checked by ``visionml.config``)."""
     task = manifest["task"]
     settings = {**_defaults(task), **(manifest.get("hyperparameters") or {})}
+    if manifest.get("model_name"):
+        settings["model_name"] = manifest["model_name"]
     settings.update({k: v for k, v in (manifest.get("inference") or {}).items() if v is not None})
     pre = manifest.get("preprocessing") or {}
     if is_classification(task):
@@ -54,7 +56,7 @@ def resolve_settings(manifest: dict, overrides: dict | None = None) -> dict:
     else:
         settings.update({k: pre[k] for k in DETECTION_SIZES if pre.get(k) is not None})
     if overrides:
-        settings.update(parse_overrides(task, overrides))
+        settings.update(parse_overrides(task, overrides, settings))
     if settings.get("validation_batch_size") is None:
         settings["validation_batch_size"] = DEFAULT_BATCH_SIZE
     return settings
@@ -69,9 +71,10 @@ def _defaults(task: str) -> dict:
     return {**DETECTION_DEFAULTS, **SEGMENTATION_DEFAULTS}
 
 
-def parse_overrides(task: str, overrides: dict) -> dict:
+def parse_overrides(task: str, overrides: dict, current: dict) -> dict:
     """Check the keys against what may change at inference (close matches suggested), then let
-    ``visionml.config`` parse each value by its declared type and range."""
+    ``visionml.config`` parse each value by its declared type and range and check it against the
+    ``current`` settings (e.g. a crop no larger than the resize)."""
     allowed = allowed_overrides(task)
     for key in overrides:
         if key not in allowed:
@@ -81,16 +84,8 @@ def parse_overrides(task: str, overrides: dict) -> dict:
                              f"Settings you can change: {', '.join(allowed)}.")
     from ..config import resolve_hyperparameters
 
-    resolved = resolve_hyperparameters(task, dict(overrides))
+    context = {k: current[k] for k in allowed if current.get(k) is not None}
+    if current.get("model_name"):
+        context["model_name"] = current["model_name"]
+    resolved = resolve_hyperparameters(task, {**context, **overrides})
     return {key: resolved[key] for key in overrides}
-
-
-def parse_set_options(pairs: list[str] | None) -> dict:
-    """``["key=value", ...]`` from ``--set`` into a dict of strings (typed later by the config)."""
-    out = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--set expects KEY=VALUE, got {pair!r} (e.g. --set box_score_threshold=0.5)")
-        out[key.strip()] = value.strip()
-    return out

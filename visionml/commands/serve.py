@@ -1,0 +1,62 @@
+"""``visionml serve``: an Azure AutoML image online endpoint on your own machine."""
+
+from __future__ import annotations
+
+import argparse
+
+API_KEY_ENV = "VISIONML_API_KEY"
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "serve", help="serve a model folder as an Azure AutoML-compatible REST endpoint",
+        description="Serve a model over HTTP like an Azure AutoML image online endpoint: GET / "
+        "(liveness), GET /ready, POST /score with {\"input_data\": {\"columns\": [\"image\"], "
+        "\"data\": [BASE64, ...]}}. OpenAPI at /openapi.json.")
+    parser.add_argument("--model", required=True, metavar="MODEL_DIR", help="a model folder (RUN/model)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1; 0.0.0.0 exposes it to the network)")
+    parser.add_argument("--port", type=int, default=5001, help="port (default 5001)")
+    parser.add_argument("--api-key", default=None,
+                        help=f"require 'Authorization: Bearer KEY' on /score (default: ${API_KEY_ENV} if set)")
+    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="change an inference setting, e.g. --set box_score_threshold=0.5 (repeatable)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    parser.add_argument("--max-body-mb", type=float, default=None, metavar="N",
+                        help="refuse request bodies over N MB with 413 (default 64)")
+    parser.add_argument("--max-batch", type=int, default=None, metavar="N",
+                        help="most images the model runs at once when requests arrive together (default 16)")
+    parser.add_argument("--max-queue", type=int, default=None, metavar="N",
+                        help="requests allowed to wait for the model; more get 503 (default 256)")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args) -> int:
+    import logging
+    import os
+
+    import uvicorn
+
+    from ..config import parse_set_arguments
+    from ..errors import UsageError
+    from ..predict import Predictor
+    from ..serve import create_app
+
+    limits = {"max_body_mb": args.max_body_mb, "max_batch": args.max_batch, "max_queue": args.max_queue}
+    for name, value in limits.items():
+        if value is not None and value <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    predictor = Predictor.from_folder(args.model, backend=args.backend, device=args.device,
+                                      overrides=parse_set_arguments(args.overrides) or None)
+    api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
+    app = create_app(predictor, api_key=api_key, **{k: v for k, v in limits.items() if v is not None})
+    logging.getLogger("visionml.serve").info(
+        "%s model %s (%d labels) on http://%s:%d  POST /score%s", predictor.task,
+        predictor.manifest.get("model_name"), len(predictor.labels), args.host, args.port,
+        " (API key required)" if api_key else "")
+    # Our middleware logs each request once (status, items, ms): uvicorn's access log would repeat it.
+    uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_level="info")
+    return 0
