@@ -366,11 +366,11 @@ def _check_consistency(task: str, hp: dict) -> None:
             raise UsageError(f"max_size ({hp['max_size']}) must be at least min_size ({hp['min_size']})")
 
 
-def cpu_time_hint(task: str, hp: dict, device: str, n_images: int | None = None) -> str | None:
+def cpu_time_hint(task: str, hp: dict, n_images: int | None = None, *, device: str = "cpu") -> str | None:
     """A one-line hint naming ``--preset cpu`` when these settings will take hours on a CPU.
 
     A rough estimate: seconds per training image for the model at its input size, measured on a
-    2-core CPU (see docs/models.md), times images and epochs. None when on a GPU or fast enough.
+    2-core CPU (see docs/models.md), times images and epochs. None on a GPU or when fast enough.
     """
     if not str(device).startswith("cpu"):
         return None

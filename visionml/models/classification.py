@@ -7,7 +7,7 @@ activation differ (the training and predict modules own those).
 from __future__ import annotations
 
 from .registry import CLASSIFICATION, register
-from .weights import ensure_cached, torchvision_weights
+from .weights import ensure_cached
 
 VIT_MEAN_STD = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
@@ -15,14 +15,14 @@ VIT_MEAN_STD = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 def _torchvision_classifier(builder_name: str, head: str):
     """A builder for torchvision's ``builder_name`` whose final Linear lives at ``head``."""
 
-    def build(spec, task, num_classes, pretrained, hp):
+    def build(spec, task, num_classes, pretrained, hp, fetch):
+        import torch
         import torchvision.models
 
-        weights = None
-        if pretrained:
-            ensure_cached(spec.weights, spec.name)
-            weights = torchvision_weights(spec.weights.partition(":")[2])
-        model = getattr(torchvision.models, builder_name)(weights=weights)
+        model = getattr(torchvision.models, builder_name)(weights=None)
+        if pretrained and fetch:
+            path = ensure_cached(spec.weights, spec.name)
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         _replace_linear(model, head, num_classes)
         return model
 
@@ -44,14 +44,15 @@ def _replace_linear(model, path: str, num_classes: int) -> None:
 
 
 def _timm_classifier(timm_name: str):
-    def build(spec, task, num_classes, pretrained, hp):
+    def build(spec, task, num_classes, pretrained, hp, fetch):
         import timm
 
-        kwargs = {}
-        if pretrained:
-            # timm reads the file we cached instead of reaching for the Hugging Face Hub itself.
-            kwargs["pretrained_cfg_overlay"] = {"file": str(ensure_cached(spec.weights, spec.name))}
-        return timm.create_model(timm_name, pretrained=pretrained, num_classes=num_classes, **kwargs)
+        if not (pretrained and fetch):
+            return timm.create_model(timm_name, pretrained=False, num_classes=num_classes)
+        # timm reads the file we cached instead of reaching for the Hugging Face Hub itself,
+        # and drops the ImageNet classifier when num_classes differs.
+        overlay = {"file": str(ensure_cached(spec.weights, spec.name))}
+        return timm.create_model(timm_name, pretrained=True, num_classes=num_classes, pretrained_cfg_overlay=overlay)
 
     return build
 

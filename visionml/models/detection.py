@@ -11,7 +11,7 @@ from __future__ import annotations
 from ..errors import UsageError
 from ..tasks import DETECTION, SEGMENTATION
 from .registry import register
-from .weights import ensure_cached, torchvision_weights
+from .weights import ensure_cached
 
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 ASPECT_RATIOS = (0.5, 1.0, 2.0)
@@ -50,43 +50,58 @@ def detector_kwargs(family: str, hp: dict) -> dict:
     return {tv: hp[key] for key, tv in table.items() if hp.get(key) is not None}
 
 
-def _imagenet_backbone(spec, pretrained: bool, backbone_name: str):
-    """An FPN over a torchvision ResNet: ImageNet weights frozen-BN, or trainable BatchNorm from scratch."""
+def load_pretrained(model, spec, fetch: bool, into: str = "") -> None:
+    """Fill ``model`` (or its submodule ``into``) from the cached weights file of ``spec``.
+
+    ``fetch=False`` keeps the random weights: a model folder is rebuilt in the pretrained layout
+    and then overwritten by its own weights, with no weights file needed.
+    """
+    if not fetch:
+        return
+    import torch
+
+    state = torch.load(ensure_cached(spec.weights, spec.name), map_location="cpu", weights_only=True)
+    target = model.get_submodule(into) if into else model
+    if into:  # an ImageNet classifier's weights into a detector's backbone body: drop its fc
+        own = target.state_dict()
+        state = {k: v for k, v in state.items() if k in own}
+    target.load_state_dict(state)
+
+
+def _norm(pretrained: bool):
+    """FrozenBatchNorm2d to fine-tune pretrained statistics with tiny batches; real BatchNorm from
+    scratch, because FrozenBatchNorm2d over random weights never normalises and does not train."""
     from torch import nn
-    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
     from torchvision.ops import FrozenBatchNorm2d
 
-    if pretrained:
-        ensure_cached(spec.weights, spec.name)
-        return resnet_fpn_backbone(backbone_name=backbone_name, weights=torchvision_weights(
-            spec.weights.partition(":")[2]), norm_layer=FrozenBatchNorm2d, trainable_layers=3)
-    # FrozenBatchNorm2d (resnet_fpn_backbone's default) never normalises freshly initialised
-    # weights: from scratch the backbone needs real BatchNorm to train at all.
-    return resnet_fpn_backbone(backbone_name=backbone_name, weights=None, norm_layer=nn.BatchNorm2d,
-                               trainable_layers=5)
+    return FrozenBatchNorm2d if pretrained else nn.BatchNorm2d
 
 
-def _coco_weights(spec, pretrained: bool):
-    if not pretrained:
-        return None
-    ensure_cached(spec.weights, spec.name)
-    return torchvision_weights(spec.weights.partition(":")[2])
+def _coco_v1_eps(model) -> None:
+    # torchvision's V1 COCO R-CNN/RetinaNet weights were trained with BatchNorm eps 0.
+    from torchvision.models.detection._utils import overwrite_eps
+
+    overwrite_eps(model, 0.0)
 
 
 def _rcnn_builder(backbone_name: str, with_masks: bool):
-    def build(spec, task, num_classes, pretrained, hp):
+    def build(spec, task, num_classes, pretrained, hp, fetch):
         from torchvision.models import detection as tvd
+        from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 
         kwargs = detector_kwargs(spec.family, hp)
         model_class = tvd.MaskRCNN if with_masks else tvd.FasterRCNN
-        if backbone_name == "resnet50" and pretrained:
-            # COCO-trained detector: built at 91 classes as published, then re-headed.
-            builder = tvd.maskrcnn_resnet50_fpn if with_masks else tvd.fasterrcnn_resnet50_fpn
-            model = builder(weights=_coco_weights(spec, True), weights_backbone=None, **kwargs)
+        coco = pretrained and backbone_name == "resnet50"
+        backbone = resnet_fpn_backbone(backbone_name=backbone_name, weights=None, norm_layer=_norm(pretrained),
+                                       trainable_layers=3 if pretrained else 5)
+        # The COCO detector is built at its published 91 classes, loaded, then re-headed.
+        model = model_class(backbone, num_classes=91 if coco else num_classes, **kwargs)
+        if coco:
+            load_pretrained(model, spec, fetch)
+            _coco_v1_eps(model)
             _rehead_rcnn(model, num_classes)
-        else:
-            model = model_class(_imagenet_backbone(spec, pretrained, backbone_name), num_classes=num_classes,
-                                **kwargs)
+        elif pretrained:
+            load_pretrained(model, spec, fetch, into="backbone.body")
         _set_fpn_anchors(model, spec, hp, levels=5)
         return model
 
@@ -149,36 +164,44 @@ for _backbone in RESNETS:
 @register("fasterrcnn_mobilenet_v3_large_fpn", (DETECTION,), "fasterrcnn",
           weights="torchvision:FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1",
           description="Faster R-CNN, MobileNetV3-Large FPN backbone (fast on CPU)")
-def _fasterrcnn_mobilenet(spec, task, num_classes, pretrained, hp):
+def _fasterrcnn_mobilenet(spec, task, num_classes, pretrained, hp, fetch):
     from torchvision.models import detection as tvd
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.backbone_utils import mobilenet_backbone
 
-    kwargs = detector_kwargs(spec.family, hp)
+    # As torchvision's fasterrcnn_mobilenet_v3_large_fpn, built here so that the normalisation
+    # follows ``pretrained`` and the weights come from our cache check.
+    backbone = mobilenet_backbone(backbone_name="mobilenet_v3_large", weights=None, fpn=True,
+                                  norm_layer=_norm(pretrained), trainable_layers=3 if pretrained else 6)
+    anchors = AnchorGenerator(((32, 64, 128, 256, 512),) * 3, (ASPECT_RATIOS,) * 3)
+    kwargs = {"rpn_score_thresh": 0.05, **detector_kwargs(spec.family, hp)}
+    model = tvd.FasterRCNN(backbone, 91 if pretrained else num_classes, rpn_anchor_generator=anchors, **kwargs)
     if pretrained:
-        model = tvd.fasterrcnn_mobilenet_v3_large_fpn(weights=_coco_weights(spec, True), weights_backbone=None,
-                                                      **kwargs)
+        load_pretrained(model, spec, fetch)
         _rehead_rcnn(model, num_classes)
-    else:
-        model = tvd.fasterrcnn_mobilenet_v3_large_fpn(weights=None, weights_backbone=None,
-                                                      num_classes=num_classes, **kwargs)
     _set_fpn_anchors(model, spec, hp, levels=None)
     return model
 
 
 @register("retinanet_resnet50_fpn", (DETECTION,), "retinanet",
           weights="torchvision:RetinaNet_ResNet50_FPN_Weights.COCO_V1", description="RetinaNet, ResNet-50 FPN")
-def _retinanet(spec, task, num_classes, pretrained, hp):
+def _retinanet(spec, task, num_classes, pretrained, hp, fetch):
     from torchvision.models import detection as tvd
     from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
     from torchvision.models.detection.retinanet import RetinaNetClassificationHead
+    from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
-    kwargs = detector_kwargs(spec.family, hp)
+    # As torchvision's retinanet_resnet50_fpn: P3-P7, no P2 (too many anchors).
+    backbone = resnet_fpn_backbone(backbone_name="resnet50", weights=None, norm_layer=_norm(pretrained),
+                                   trainable_layers=3 if pretrained else 5, returned_layers=[2, 3, 4],
+                                   extra_blocks=LastLevelP6P7(256, 256))
+    model = tvd.RetinaNet(backbone, 91 if pretrained else num_classes, **detector_kwargs(spec.family, hp))
     if pretrained:
-        model = tvd.retinanet_resnet50_fpn(weights=_coco_weights(spec, True), weights_backbone=None, **kwargs)
-        anchors = model.anchor_generator.num_anchors_per_location()[0]
-        model.head.classification_head = RetinaNetClassificationHead(model.backbone.out_channels, anchors,
-                                                                     num_classes)
-    else:
-        model = tvd.retinanet_resnet50_fpn(weights=None, weights_backbone=None, num_classes=num_classes, **kwargs)
+        load_pretrained(model, spec, fetch)
+        _coco_v1_eps(model)
+        count = model.anchor_generator.num_anchors_per_location()[0]
+        model.head.classification_head = RetinaNetClassificationHead(backbone.out_channels, count, num_classes)
     sizes = _anchor_sizes(spec, hp, levels=5)
     if sizes is not None:
         # RetinaNet's three octave scales per level, as torchvision builds them (9 anchors, head unchanged).
@@ -190,7 +213,7 @@ def _retinanet(spec, task, num_classes, pretrained, hp):
 @register("ssdlite320_mobilenet_v3_large", (DETECTION,), "ssdlite",
           weights="torchvision:SSDLite320_MobileNet_V3_Large_Weights.COCO_V1",
           description="SSDlite 320x320, MobileNetV3-Large (fastest, least accurate)")
-def _ssdlite(spec, task, num_classes, pretrained, hp):
+def _ssdlite(spec, task, num_classes, pretrained, hp, fetch):
     from functools import partial
 
     from torch import nn
@@ -202,12 +225,13 @@ def _ssdlite(spec, task, num_classes, pretrained, hp):
         raise UsageError("anchor_sizes does not apply to ssdlite320_mobilenet_v3_large (its default boxes are "
                          "relative to the 320x320 input); remove it or pick a Faster R-CNN model")
     kwargs = detector_kwargs(spec.family, hp)
-    if not pretrained:
-        return tvd.ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=num_classes,
-                                                 **kwargs)
-    model = tvd.ssdlite320_mobilenet_v3_large(weights=_coco_weights(spec, True), weights_backbone=None, **kwargs)
-    out_channels = det_utils.retrieve_out_channels(model.backbone, (320, 320))
-    anchors = model.anchor_generator.num_anchors_per_location()
-    norm_layer = partial(nn.BatchNorm2d, eps=0.001, momentum=0.03)  # as torchvision's builder
-    model.head.classification_head = SSDLiteClassificationHead(out_channels, anchors, num_classes, norm_layer)
+    # Same layout with or without COCO weights (BatchNorm, reduced tail), so only the head differs.
+    model = tvd.ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None,
+                                              num_classes=91 if pretrained else num_classes, **kwargs)
+    if pretrained:
+        load_pretrained(model, spec, fetch)
+        out_channels = det_utils.retrieve_out_channels(model.backbone, (320, 320))
+        anchors = model.anchor_generator.num_anchors_per_location()
+        norm_layer = partial(nn.BatchNorm2d, eps=0.001, momentum=0.03)  # as torchvision's builder
+        model.head.classification_head = SSDLiteClassificationHead(out_channels, anchors, num_classes, norm_layer)
     return model

@@ -39,7 +39,7 @@ class ModelSpec:
     tasks: tuple[str, ...]
     family: str  # "classifier", "fasterrcnn", "maskrcnn", "retinanet", "ssdlite"
     source: str  # "torchvision" or "timm"
-    builder: Callable  # (spec, task, num_classes, pretrained, hp) -> nn.Module
+    builder: Callable  # (spec, task, num_classes, pretrained, hp, fetch) -> nn.Module
     input_size: int | None = None  # classification crop size the weights were trained at
     fixed_input_size: bool = False  # ViT: crop size must equal input_size
     gradcam_layer: str | None = None  # dotted module name of the last conv stage; None for ViT
@@ -118,7 +118,8 @@ def get_spec(name: str, task: str | None = None) -> ModelSpec:
     return spec
 
 
-def build_model(name: str, task: str, num_classes: int, *, pretrained: bool, hp: dict | None = None):
+def build_model(name: str, task: str, num_classes: int, *, pretrained: bool, hp: dict | None = None,
+                fetch_weights: bool = True):
     """Build ``name`` for ``task`` with its head sized to ``num_classes`` (the user's labels).
 
     Detection/segmentation callers pass ``len(labels)``; the background class torchvision
@@ -126,13 +127,18 @@ def build_model(name: str, task: str, num_classes: int, *, pretrained: bool, hp:
     thresholds, proposal counts, anchors); missing keys take torchvision's defaults.
     With ``pretrained`` the weights come from torch's hub cache (``weights.ensure_cached``),
     which fails fast with the file to put where when it is neither cached nor downloadable.
+    ``pretrained=True, fetch_weights=False`` builds the fine-tuning layout (frozen BatchNorm in
+    detectors) without weights: how a saved model folder is rebuilt before its own weights load.
+    The model remembers ``visionml_pretrained`` so that ``modelio`` can record the layout.
     """
     task = canonical_task(task)
     spec = get_spec(name, task)
     if num_classes < 1:
         raise UsageError(f"a model needs at least one class, got {num_classes}")
     heads = num_classes + 1 if spec.is_detector else num_classes
-    return spec.builder(spec, task, heads, pretrained, dict(hp or {}))
+    model = spec.builder(spec, task, heads, bool(pretrained), dict(hp or {}), fetch_weights)
+    model.visionml_pretrained = bool(pretrained)
+    return model
 
 
 @functools.lru_cache(maxsize=None)

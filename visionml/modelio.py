@@ -1,0 +1,187 @@
+"""The model folder: ``visionml.json`` (manifest) + ``weights.safetensors``. Nothing is pickled.
+
+Loading rebuilds the network by registry name from the manifest and fills it from the
+safetensors file, so a model folder can come from anyone without running their code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+from .errors import VisionMLError
+from .tasks import SEGMENTATION, TASKS, is_classification
+
+FORMAT_VERSION = 1
+MANIFEST = "visionml.json"
+WEIGHTS = "weights.safetensors"
+
+INFERENCE_KEYS = ("box_score_threshold", "nms_iou_threshold", "box_detections_per_image")
+SEGMENTATION_INFERENCE_KEYS = ("mask_pixel_score_threshold", "max_number_of_polygon_points")
+
+
+def make_manifest(task: str, model_name: str, labels: list[str], hp: dict) -> dict:
+    """The manifest for a model trained with resolved hyperparameters ``hp`` on ``labels`` (in order)."""
+    from .models.registry import get_spec
+
+    spec = get_spec(model_name, task)
+    hp = _jsonable(hp)
+    if is_classification(task):
+        preprocessing = {"resize_size": hp.get("validation_resize_size", 256),
+                         "crop_size": hp.get("validation_crop_size", 224),
+                         "mean": list(spec.mean), "std": list(spec.std)}
+        inference = {}
+    else:
+        # The detector normalises and resizes inside the network; these are its sizes.
+        preprocessing = {"min_size": hp.get("min_size"), "max_size": hp.get("max_size")}
+        keys = INFERENCE_KEYS + (SEGMENTATION_INFERENCE_KEYS if task == SEGMENTATION else ())
+        inference = {k: hp.get(k) for k in keys}
+    return {
+        "format_version": FORMAT_VERSION,
+        "task": task,
+        "model_name": spec.name,
+        "labels": list(labels),
+        "preprocessing": preprocessing,
+        "inference": inference,
+        "hyperparameters": hp,
+        "versions": _versions(spec.source),
+    }
+
+
+def save_model_folder(folder, model, manifest: dict) -> Path:
+    """Write the manifest and weights into ``folder``, each to a temporary name then renamed,
+    so a crash never leaves a half-written file under the final name."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    _check_manifest(manifest, folder / MANIFEST)
+    module = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    # How the network was laid out (pretrained detectors use frozen BatchNorm), so that loading
+    # rebuilds the same modules; the model carries it from registry.build_model.
+    manifest = {**manifest, "build": {"pretrained": bool(getattr(module, "visionml_pretrained", False))}}
+    # safetensors refuses shared or non-contiguous storage; clone() gives each tensor its own.
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
+    _atomic_write(folder / WEIGHTS, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+    text = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
+    _atomic_write(folder / MANIFEST, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return folder
+
+
+def read_manifest(folder) -> dict:
+    """The checked manifest of a model folder; VisionMLError saying what is wrong and where."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise VisionMLError(f"{folder}: no such model folder (it should hold {MANIFEST} and {WEIGHTS}, "
+                            f"as written by `visionml train` into RUN/model)")
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise VisionMLError(f"{path}: not found; {folder} is not a visionml model folder "
+                            f"(pass the model/ folder inside a run folder)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        where = f":{exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise VisionMLError(f"{path}{where}: not valid JSON ({exc}); the file is damaged: "
+                            f"copy the model folder again or retrain") from None
+    _check_manifest(manifest, path)
+    return manifest
+
+
+def load_model_folder(folder, device: str = "cpu", hp_overrides: dict | None = None):
+    """``(model, manifest)``: the network rebuilt by name, weights loaded, in eval mode on ``device``.
+
+    ``hp_overrides`` change build-time settings that do not touch the weights (e.g. a detector's
+    ``min_size`` or ``box_score_threshold`` for a deployment).
+    """
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from .models.registry import build_model
+
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    weights = folder / WEIGHTS
+    if not weights.is_file():
+        raise VisionMLError(f"{weights}: not found; the model folder is incomplete: copy it again or retrain")
+    hp = {**manifest.get("hyperparameters", {}), **(hp_overrides or {})}
+    pretrained = bool((manifest.get("build") or {}).get("pretrained", False))
+    model = build_model(manifest["model_name"], manifest["task"], len(manifest["labels"]), pretrained=pretrained,
+                        hp=hp, fetch_weights=False)
+    try:
+        state = load_file(str(weights), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise VisionMLError(f"{weights}: not a readable safetensors file ({exc}); copy the model folder "
+                            f"again or retrain") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise VisionMLError(f"{weights}: the weights do not fit a {manifest['model_name']} with "
+                            f"{len(manifest['labels'])} labels as {folder / MANIFEST} says ({first})") from None
+    return model.to(torch.device(device)).eval(), manifest
+
+
+def _check_manifest(manifest, path: Path) -> None:
+    if not isinstance(manifest, dict):
+        raise VisionMLError(f"{path}: the manifest must be a JSON object")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise VisionMLError(f"{path}: format_version: missing or not an integer")
+    if version > FORMAT_VERSION:
+        from . import __version__
+
+        raise VisionMLError(f"{path}: format_version {version} is newer than this visionml ({__version__}) "
+                            f"reads (up to {FORMAT_VERSION}); upgrade visionml (pip install -U visionml)")
+    for key, kind in (("task", str), ("model_name", str), ("labels", list)):
+        if not isinstance(manifest.get(key), kind):
+            raise VisionMLError(f"{path}: {key}: missing or not a {kind.__name__}")
+    if manifest["task"] not in TASKS:
+        raise VisionMLError(f"{path}: task: {manifest['task']!r} is not one of {', '.join(TASKS)}")
+    labels = manifest["labels"]
+    if not labels or not all(isinstance(x, str) for x in labels) or len(set(labels)) != len(labels):
+        raise VisionMLError(f"{path}: labels: must be a non-empty list of distinct strings")
+    hp = manifest.get("hyperparameters", {})
+    if not isinstance(hp, dict):
+        raise VisionMLError(f"{path}: hyperparameters: must be a JSON object")
+
+
+def _atomic_write(target: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _jsonable(value):
+    """Resolved hyperparameters as plain JSON values (tuples such as tile_grid_size become lists)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise VisionMLError(f"hyperparameter value {value!r} ({type(value).__name__}) cannot be saved in a manifest")
+
+
+def _versions(source: str) -> dict:
+    import torch
+    import torchvision
+
+    from . import __version__
+
+    versions = {"visionml": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+                "python": platform.python_version()}
+    if source == "timm":
+        import timm
+
+        versions["timm"] = timm.__version__
+    return versions
