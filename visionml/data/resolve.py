@@ -77,8 +77,8 @@ def resolve_image_url(url: str, jsonl_dir: str, datastores: dict[str, str] | Non
 
 def join_under(root: str, relative: str, what: str) -> str:
     """``root/relative``, refusing any result outside ``root`` (lexically: ``..`` and absolute parts)."""
-    if ".." not in relative and not relative.startswith("/"):
-        # Fast path for the common case: nothing in the path can climb out of root.
+    if "./" not in relative and "//" not in relative and ".." not in relative and relative[:1] != "/":
+        # Fast path for the common case: already normal, and nothing in it can climb out of root.
         return f"{root}/{relative}" if not root.endswith("/") else root + relative
     joined = os.path.normpath(os.path.join(root, relative))
     base = os.path.normpath(root)
