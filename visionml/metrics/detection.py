@@ -175,7 +175,7 @@ def _gt_segments(image, count, height, width, index):
     from pycocotools import mask as mask_utils
 
     if image.get("masks") is not None:
-        rles = _encode_masks(image["masks"], count, f"ground_truth[{index}]")
+        rles = masks_to_rles(image["masks"], count, f"ground_truth[{index}]")
         return list(zip(_rle_areas(rles).tolist(), rles))
     if image.get("polygons") is not None:
         polygons = image["polygons"]
@@ -209,30 +209,31 @@ def _polygon_areas(objects, height, width) -> list[float]:
 
 
 def _prediction_rles(pred, count, index):
-    masks = pred.get("masks")
-    if masks is None:
+    if pred.get("masks") is None:
         raise ValueError(f"predictions[{index}]: segm evaluation needs 'masks'")
-    if isinstance(masks, (list, tuple)) and (not masks or isinstance(masks[0], dict)):
-        if len(masks) != count:
-            raise ValueError(f"predictions[{index}]: {len(masks)} masks for {count} boxes")
-        return list(masks)
-    return _encode_masks(masks, count, f"predictions[{index}]")
+    return masks_to_rles(pred["masks"], count, f"predictions[{index}]")
 
 
-def _encode_masks(masks, count, where):
-    """Binary masks [N, H, W] (or [N, 1, H, W]) -> COCO RLEs via pycocotools."""
+def masks_to_rles(masks, count: int | None = None, where: str = "masks") -> list[dict]:
+    """Binary masks [N, H, W] or [N, 1, H, W] (bool, uint8 or probabilities cut at 0.5) as COCO
+    RLE dicts via pycocotools, a few hundred bytes each instead of H*W. A list of RLE dicts is
+    returned as is. ``count``: the number of objects expected (checked)."""
     from pycocotools import mask as mask_utils
 
-    arr = np.asarray(masks)
-    if arr.ndim == 4 and arr.shape[1] == 1:
-        arr = arr[:, 0]
-    if count == 0:
-        return []
-    if arr.ndim != 3 or arr.shape[0] != count:
-        raise ValueError(f"{where}: masks have shape {arr.shape}, expected ({count}, H, W)")
-    binary = np.asfortranarray((arr > 0.5 if arr.dtype.kind == "f" else arr != 0)
-                               .transpose(1, 2, 0).astype(np.uint8))
-    return mask_utils.encode(binary)
+    if isinstance(masks, (list, tuple)) and (not masks or isinstance(masks[0], dict)):
+        rles = list(masks)
+    else:
+        arr = np.asarray(masks if masks is not None else np.zeros((0, 0, 0), dtype=bool))
+        if arr.ndim == 4 and arr.shape[1] == 1:
+            arr = arr[:, 0]
+        if arr.ndim != 3:
+            raise ValueError(f"{where}: masks have shape {arr.shape}, expected (N, H, W)")
+        binary = arr > 0.5 if arr.dtype.kind == "f" else arr != 0
+        rles = mask_utils.encode(np.asfortranarray(binary.transpose(1, 2, 0).astype(np.uint8))) \
+            if len(arr) else []
+    if count is not None and len(rles) != count:
+        raise ValueError(f"{where}: {len(rles)} masks for {count} boxes")
+    return rles
 
 
 def _rle_areas(rles):

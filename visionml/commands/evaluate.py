@@ -1,0 +1,124 @@
+"""``visionml evaluate``: Azure's metrics (and plots) of a model folder on labelled data."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "evaluate", help="compute Azure's metrics of a model folder on labelled JSONL data",
+        description="Score every image of DATA (a JSONL file or an MLTable) with the model folder and "
+        "report Azure AutoML's metrics for its task (primary: accuracy, iou or "
+        "mean_average_precision). Prints a summary; --output writes every metric as JSON, "
+        "--plots writes PNG plots (confusion matrix, PR and ROC curves, AP per class).")
+    parser.add_argument("--model", required=True, metavar="MODEL_DIR", help="a model folder (RUN/model)")
+    parser.add_argument("--data", required=True, metavar="DATA", help="labelled JSONL file or MLTable")
+    parser.add_argument("--output", "-o", metavar="FILE", help="write the metrics as JSON (e.g. metrics.json)")
+    parser.add_argument("--plots", metavar="DIR", help="write PNG plots into this folder")
+    parser.add_argument("--datastore", action="append", default=[], metavar="NAME=DIR",
+                        help="map an azureml:// datastore in DATA to a local folder (repeatable)")
+    parser.add_argument("--batch-size", type=_positive_int, default=None, metavar="N",
+                        help="images per forward pass (default: the model's validation_batch_size)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="change an inference setting, e.g. --set box_score_threshold=0.05 (repeatable)")
+    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                        help="torch (the model folder) or onnx (a folder from `visionml export --format onnx`)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def run(args) -> int:
+    import sys
+
+    from ..config import parse_set_arguments
+    from ..data.resolve import parse_datastores
+    from ..evaluate import evaluate_model
+
+    metrics = evaluate_model(args.model, args.data, datastores=parse_datastores(args.datastore),
+                             plots_dir=args.plots, batch_size=args.batch_size, backend=args.backend,
+                             device=args.device, overrides=parse_set_arguments(args.overrides) or None,
+                             progress=sys.stderr.isatty())
+    if args.output:
+        write_json(args.output, metrics)
+    print(summary(metrics))
+    if args.output:
+        print(f"metrics: {args.output}")
+    if args.plots:
+        print(f"plots:   {args.plots}")
+    return 0
+
+
+def write_json(path, data: dict) -> None:
+    """Write under a temporary name, then rename: a reader never sees half a file. NaN is
+    refused (the metrics never produce it; strict JSON readers reject it)."""
+    import json
+    import os
+    from pathlib import Path
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    os.replace(tmp, target)
+
+
+_HEADLINE = {
+    "image_classification": ("accuracy", "balanced_accuracy", "f1_score_macro", "AUC_macro", "log_loss"),
+    "image_classification_multilabel": ("iou", "f1_score_macro", "precision_score_micro",
+                                        "recall_score_micro", "hamming_loss", "AUC_macro"),
+    "image_object_detection": ("mean_average_precision", "precision", "recall"),
+    "image_instance_segmentation": ("mean_average_precision", "precision", "recall"),
+}
+
+
+def summary(metrics: dict) -> str:
+    """A few headline numbers, the primary one marked, then one row per class."""
+    task, primary = metrics["task"], metrics["primary_metric"]
+    count = metrics.get("num_samples", metrics.get("num_images"))
+    lines = [f"{task}: {count} images of {metrics['data']}"]
+    for name in _HEADLINE[task]:
+        mark = "  (primary)" if name == primary else ""
+        lines.append(f"  {name:<26}{_fmt(metrics.get(name))}{mark}")
+    if "coco" in metrics:
+        lines.append(f"  {'coco AP@[.5:.95] / AP50':<26}{_fmt(metrics['coco']['AP'])} / {_fmt(metrics['coco']['AP50'])}")
+        lines.append(f"  ({metrics['metric_type']}, IoU threshold {metrics['iou_threshold']:g}, "
+                     f"{metrics['iou_type']})")
+    lines.append("")
+    lines.extend(_per_label_table(metrics))
+    lines.extend(f"note: {n}" for n in metrics.get("notes", []))
+    lines.append(f"{primary}: {_fmt(metrics[primary])}")
+    return "\n".join(lines)
+
+
+def _per_label_table(metrics: dict) -> list[str]:
+    if "per_label_metrics" in metrics:
+        rows, columns = metrics["per_label_metrics"], (("AP", "average_precision"), ("precision", "precision"),
+                                                        ("recall", "recall"), ("GT", "num_ground_truth"))
+    else:
+        rows, columns = metrics["per_label"], (("precision", "precision"), ("recall", "recall"),
+                                               ("F1", "f1_score"), ("support", "support"))
+    width = max([len("label")] + [len(name) for name in rows])
+    out = [f"  {'label':<{width}}" + "".join(f"{head:>11}" for head, _ in columns)]
+    for name, values in rows.items():
+        out.append(f"  {name:<{width}}" + "".join(f"{_fmt(values.get(key)):>11}" for _, key in columns))
+    return out + [""]
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return f"{value:.4f}"
