@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
 import orjson
 
 from .. import geometry
@@ -152,7 +152,9 @@ def _decode_rle(seg: dict, height: int, width: int, problems, json_path, where):
             rle = mask_utils.frPyObjects(seg, height, width)
         else:
             rle = {"size": size, "counts": counts.encode() if isinstance(counts, str) else counts}
-        return mask_utils.decode(rle).astype(bool)
+        with warnings.catch_warnings():  # pycocotools' own numpy-2 copy= deprecation, not ours
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return mask_utils.decode(rle).astype(bool)
     except Exception as exc:  # pycocotools raises bare Exceptions/ValueErrors on bad counts
         problems.add(json_path, where, f"RLE cannot be decoded ({exc})")
         return None
