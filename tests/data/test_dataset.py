@@ -18,7 +18,7 @@ from visionml.data.dataset import (VisionDataset, build_datasets, classification
 from visionml.data.reader import read_dataset
 from visionml.data.records import ImageRecord, ObjectLabel
 from visionml.data.sample import make_sample_data
-from visionml.data.transforms import build_transforms, detection_labels_getter
+from visionml.data.transforms import detection_labels_getter
 from visionml.errors import UsageError, VisionMLError
 from visionml.tasks import DETECTION, MULTICLASS, MULTILABEL, SEGMENTATION, TASKS
 
