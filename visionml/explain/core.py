@@ -1,0 +1,135 @@
+"""Explain one image for a loaded classifier: pick the classes, run the method, render.
+
+``explain`` gives the scoring wire format (base64 PNG strings, nested float lists);
+``explain_arrays`` gives the same explanations as bytes and numpy arrays (the CLI's).
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..models.registry import IMAGENET_MEAN, IMAGENET_STD
+from ..tasks import MULTICLASS, MULTILABEL, is_classification
+from .params import XaiParams, parse_xai_parameters
+
+_SIGNIFICANT_DIGITS = 5  # Azure's examples print 5; more only bloats the JSON
+
+
+@dataclass
+class ClassExplanation:
+    index: int
+    label: str
+    probability: float
+    attribution: np.ndarray  # float32 [3, crop, crop]
+    png: bytes | None  # the visualization, when asked for
+
+
+def _manifest_value(manifest, key, default=None):
+    if isinstance(manifest, dict):
+        return manifest.get(key, default)
+    return getattr(manifest, key, default)
+
+
+def _target_classes(task: str, probs: np.ndarray, params: XaiParams) -> list[int]:
+    if task == MULTICLASS:
+        return [int(np.argmax(probs))]
+    threshold = params.confidence_score_threshold_multilabel
+    return [i for i, p in enumerate(probs) if p >= threshold]
+
+
+def _display_image(x, manifest) -> np.ndarray:
+    """Undo the normalisation of the model input [1,3,H,W] -> uint8 [H,W,3]: what the model saw."""
+    preprocessing = _manifest_value(manifest, "preprocessing") or {}
+    mean = np.asarray(preprocessing.get("mean", IMAGENET_MEAN), dtype=np.float32)
+    std = np.asarray(preprocessing.get("std", IMAGENET_STD), dtype=np.float32)
+    pixels = x[0].detach().float().cpu().numpy().transpose(1, 2, 0) * std + mean
+    return (np.clip(pixels, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def _attribute(em, x, target: int, params: XaiParams, model_name):
+    """(attribution [3,H,W] float32, xrai map [H,W] or None) for one class."""
+    from . import methods
+
+    algorithm = params.xai_algorithm
+    if algorithm == "xrai":
+        xrai_map = methods.xrai(em, x, target, params.n_steps, params.approximation_method, params.xrai_fast)
+        # The wire format wants [3, crop, crop]; XRAI scores regions, so every channel holds the map.
+        return np.repeat(xrai_map[None], 3, axis=0), xrai_map
+    if algorithm == "integrated_gradients":
+        attr = methods.integrated_gradients(em, x, target, params.n_steps, params.approximation_method)
+    elif algorithm == "guided_backprop":
+        attr = methods.guided_backprop(em, x, target)
+    else:
+        attr = methods.guided_gradcam(em, x, target, methods.gradcam_layer(em.model, model_name))
+    return attr[0].detach().float().cpu().numpy(), None
+
+
+def explain_arrays(predictor, pil_image, probs, params) -> list[ClassExplanation] | None:
+    """Explanations of the predicted class (multi-class) or of each class at or above the
+    threshold (multi-label); None for detection and segmentation, which have no XAI.
+
+    ``params`` is the raw ``xai_parameters`` dict (or an ``XaiParams``); a bad value raises
+    ``VisionMLError`` naming the valid ones.
+    """
+    params = params if isinstance(params, XaiParams) else parse_xai_parameters(params)
+    if not is_classification(predictor.task):
+        return None
+    from . import methods
+    from .render import render_png
+
+    model_name = _manifest_value(predictor.manifest, "model_name")
+    if params.xai_algorithm == "guided_gradcam":
+        methods.gradcam_layer(predictor.model, model_name)  # a ViT fails here, before any work
+    probs = np.asarray(probs, dtype=np.float64)
+    em = methods.explain_model_for(predictor.model, predictor.task)
+    x = predictor.preprocess(pil_image).unsqueeze(0).to(em.device)
+    image = _display_image(x, predictor.manifest) if params.visualizations else None
+    results = []
+    for index in _target_classes(predictor.task, probs, params):
+        attribution, xrai_map = _attribute(em, x, index, params, model_name)
+        attribution = np.nan_to_num(attribution.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        label = str(predictor.labels[index])
+        png = None
+        if params.visualizations:
+            png = render_png(image, params.xai_algorithm, label, float(probs[index]), attribution, xrai_map)
+        results.append(ClassExplanation(index, label, float(probs[index]), attribution, png))
+    return results
+
+
+def round_significant(values: np.ndarray, digits: int = _SIGNIFICANT_DIGITS) -> np.ndarray:
+    """Round to ``digits`` significant digits so that each float prints short in JSON.
+
+    Dividing by an exact power of ten gives the double nearest the short decimal, whose
+    shortest repr is that decimal (``-0.00042969``, not ``-0.0004296899982728064``).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    magnitude = np.floor(np.log10(np.abs(values), out=np.zeros_like(values), where=values != 0))
+    exponent = np.clip(digits - 1 - magnitude, 0, 22)  # powers of ten up to 1e22 are exact doubles
+    scale = 10.0 ** exponent
+    return np.round(values * scale) / scale
+
+
+def explain(predictor, pil_image, probs, params) -> tuple:
+    """(visualizations, attributions) in the scoring wire format for one image.
+
+    Multi-class: a base64 PNG string and a nested list [3, crop, crop] (or None where not
+    asked for); multi-label: lists of those, one per class at or above
+    ``confidence_score_threshold_multilabel``; detection and segmentation: (None, None).
+    """
+    params = parse_xai_parameters(params)
+    if not (params.visualizations or params.attributions):
+        return None, None
+    explanations = explain_arrays(predictor, pil_image, probs, params)
+    if explanations is None:
+        return None, None
+    visualizations = attributions = None
+    if params.visualizations:
+        visualizations = [base64.b64encode(e.png).decode("ascii") for e in explanations]
+    if params.attributions:
+        attributions = [round_significant(e.attribution).tolist() for e in explanations]
+    if predictor.task == MULTILABEL:
+        return visualizations, attributions
+    return (visualizations[0] if visualizations else None), (attributions[0] if attributions else None)
