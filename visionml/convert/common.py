@@ -205,7 +205,9 @@ def find_image(folder: Path, stem: str) -> Path | None:
 def image_url_for(image: str | os.PathLike, out_dir: Path) -> str:
     """How an output file in ``out_dir`` refers to ``image``: relative (forward slashes) when the
     image lies under ``out_dir``, because the reader refuses ``..`` paths that leave the data's
-    folder; otherwise absolute."""
+    folder; otherwise absolute. URLs (http images of a JSONL source) stay as they are."""
+    if "://" in str(image):
+        return str(image)
     image = Path(os.path.abspath(image))
     out_dir = Path(os.path.abspath(out_dir))
     try:

@@ -42,13 +42,9 @@ def jsonl_lines(data: Converted, out_dir: Path) -> list[bytes]:
     lines = []
     for rec in data.records:
         line = rec.to_json()
-        line["image_url"] = image_url_for(rec.path, out_dir) if not _remote(rec.path) else rec.path
+        line["image_url"] = image_url_for(rec.path, out_dir)
         lines.append(orjson.dumps(line))
     return lines
-
-
-def _remote(path: str) -> bool:
-    return path.startswith(("http://", "https://"))
 
 
 def write_jsonl(data: Converted, out: Path, *, force: bool = False) -> None:
