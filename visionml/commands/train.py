@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -60,6 +61,8 @@ def run(args) -> int:
         resume=args.resume, skip_invalid=args.skip_invalid, seed=args.seed, precision=args.precision,
         datastores=list(args.datastore), workers=args.workers)
     result = train(options)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports for all
+        return 0
     if result.best_epoch is None:
         print(f"run folder: {result.run_dir} (no evaluation finished: {result.stop_reason})")
         return 0

@@ -112,7 +112,9 @@ def _train(options: TrainOptions, info: distributed.DistInfo) -> RunResult:
     progress = bool(options.progress if options.progress is not None else sys.stderr.isatty()) and info.is_main
     log(f"training {settings.model_name} for {settings.task} on {len(train_records)} images "
         f"({len(val_records)} for validation), {len(settings.labels)} classes, device {device}, "
-        f"precision {precision.name}, run folder {run_dir}")
+        f"precision {precision.name}"
+        + (f", DistributedDataParallel over {info.world_size} processes" if info.enabled else "")
+        + f", run folder {run_dir}")
 
     epochs = int(settings.hp["number_of_epochs"])
     best_eval = None

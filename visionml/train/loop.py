@@ -59,7 +59,7 @@ def _no_sync(model, skip_sync: bool):
 def _check_finite(value: float, losses: dict, epoch: int, step: int) -> None:
     if math.isfinite(value):
         return
-    parts = ", ".join(f"{k}={float(v):.4g}" for k, v in losses.items())
+    parts = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in losses.items())
     raise NonFiniteLossError(
         f"the training loss became {value} at epoch {epoch}, step {step + 1} ({parts}). "
         "Training cannot continue from a non-finite loss. Lower the learning rate "
