@@ -90,9 +90,6 @@ def _check_multiclass(y_true, probs, labels):
     probs = _probabilities(probs, len(y_true), labels)
     if len(y_true) and (y_true.min() < 0 or y_true.max() >= len(labels)):
         raise ValueError(f"y_true holds class indices outside 0..{len(labels) - 1}")
-    if len(y_true):
-        # float32 softmax rows sum to 1 only up to rounding; log_loss wants them exact
-        probs = probs / np.clip(probs.sum(axis=1, keepdims=True), 1e-12, None)
     return y_true, probs
 
 
@@ -166,7 +163,10 @@ def _log_loss(y_true, probs, classes, notes) -> float | None:
     if len(classes) < 2 or len(y_true) == 0:
         notes.append("log_loss is undefined with a single class or no samples")
         return None
-    return float(skm.log_loss(y_true, probs, labels=classes))
+    # float32 softmax rows sum to 1 only up to rounding; log_loss wants them exact (the other
+    # metrics keep the scores untouched so that ties stay ties)
+    rows = probs / np.clip(probs.sum(axis=1, keepdims=True), 1e-12, None)
+    return float(skm.log_loss(y_true, rows, labels=classes))
 
 
 def _multilabel_log_loss(y_true, probs, notes) -> float | None:

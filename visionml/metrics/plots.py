@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..tasks import MULTICLASS, MULTILABEL
+from ..tasks import MULTICLASS, MULTILABEL, canonical_task
 
 MAX_LEGEND = 20    # beyond this many classes a legend hides the plot
 MAX_ANNOTATED = 25  # beyond this many classes confusion-matrix cells are not numbered
@@ -28,6 +28,7 @@ def save_classification_plots(out_dir, task: str, y_true, probs, labels: list[st
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     probs = np.asarray(probs, dtype=np.float64).reshape(-1, len(labels))
+    task = canonical_task(task)
     if task == MULTICLASS:
         y_index = np.asarray(y_true, dtype=np.int64).reshape(-1)
         onehot = np.eye(len(labels), dtype=np.int64)[y_index]
