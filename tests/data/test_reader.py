@@ -160,6 +160,33 @@ def test_bad_line_is_reported_with_its_line_number(tmp_path, bad_images, bad, ta
     assert f"{src}:3: {field}:" in str(caught.value)
 
 
+WEIRD = [None, True, 7, -1.5, "", "x", [], [1], {}, {"a": 1}]
+PLACES = ["image_url", "image_details", "image_details.format", "image_details.width", "label",
+          "label[0]", "label[0].label", "label[0].topX", "label[0].isCrowd", "label[0].polygon",
+          "label[0].polygon[0]"]
+
+
+@pytest.mark.parametrize("place", PLACES)
+def test_any_value_anywhere_gives_problems_not_a_crash(tmp_path, image_dir, place):
+    lines = []
+    for value in WEIRD:
+        obj = line([poly()] if "polygon" in place else [box()],
+                   image_details={"format": "jpg", "width": 40, "height": 30})
+        target, *path = place.replace("[0]", ".0").split(".")
+        holder = obj
+        for key in [target, *path][:-1]:
+            holder = holder[int(key)] if key.isdigit() else holder[key]
+        last = ([target, *path])[-1]
+        holder[int(last) if last.isdigit() else last] = value
+        lines.append(obj)
+    data = load_dataset(write_jsonl(tmp_path / "t.jsonl", lines), check_images=False)
+    bad_lines = {p.line for p in data.problems}
+    assert bad_lines  # every place has values it must refuse
+    assert sorted(bad_lines | {r.line for r in data.records}) == list(range(1, len(WEIRD) + 1))
+    for p in data.problems:
+        assert str(p).startswith(f"{tmp_path / 't.jsonl'}:{p.line}: ") and p.raw
+
+
 def test_mixed_file_strict_lists_everything_and_skip_invalid_keeps_the_good(tmp_path, image_dir):
     src = write_jsonl(tmp_path / "train.jsonl", [
         line([box("cat")]),

@@ -16,6 +16,8 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import attrgetter, itemgetter
 from pathlib import Path
 
 import orjson
@@ -34,6 +36,7 @@ IMAGE_FORMATS = frozenset({"jpg", "jpeg", "jpe", "jfif", "png", "bmp", "tif", "t
 _LO, _HI = -SLACK, 1.0 + SLACK
 _NUMBER = (int, float)  # exact types: bool is not a coordinate
 _BOX_KEYS = ("topX", "topY", "bottomX", "bottomY")
+_corners = itemgetter(*_BOX_KEYS)
 _EMPTY = "empty"  # a label that is [] fits every list-shaped task
 _SHAPE_WORDS = {
     MULTICLASS: "a class name string (multi-class classification)",
@@ -115,14 +118,13 @@ def load_dataset(path, task: str | None = None, *, datastores: dict[str, str] | 
 
 
 def class_names(records: list[ImageRecord]) -> list[str]:
-    names: set[str] = set()
-    for r in records:
-        if r.objects:
-            names.update(o.label for o in r.objects)
-        elif isinstance(r.label, str):
-            names.add(r.label)
-        elif r.label:
-            names.update(r.label)
+    """Sorted class names used by ``records`` (map/chain keep the walk in C for big files)."""
+    names = set(map(attrgetter("label"), chain.from_iterable(map(attrgetter("objects"), records))))
+    for label in map(attrgetter("label"), records):
+        if type(label) is str:
+            names.add(label)
+        elif label:
+            names.update(label)
     return sorted(names)
 
 
@@ -191,7 +193,7 @@ def _mltable_entry(entry, folder: str, datastores: dict[str, str], where: str) -
 
 def _read_jsonl(source: str, task: str | None, datastores: dict[str, str],
                 records: list, shapes: list, problems: list) -> None:
-    base = os.path.dirname(os.path.abspath(source))
+    base = os.path.join(os.path.dirname(os.path.abspath(source)), "")  # with the trailing slash
     loads, decode_error = orjson.loads, orjson.JSONDecodeError
     try:
         with paused_gc(), open(source, "rb") as fp:
@@ -242,17 +244,25 @@ def _to_record(obj, source: str, lineno: int, base: str, datastores, task, error
         errors.append(("line", f"expected a JSON object, got {_kind(obj)}"))
         return None, None
     url = obj.get("image_url")
-    path = _image_path(url, base, datastores, errors)
+    if (type(url) is str and url and url[0] != "/" and ":" not in url and "./" not in url
+            and "//" not in url and ".." not in url):
+        path = base + url  # a plain relative path: the common case, kept off the general resolver
+    else:
+        path = _image_path(url, base, datastores, errors)
     width = height = fmt = None
     details = obj.get("image_details")
     if type(details) is dict:
         width, height, fmt = details.get("width"), details.get("height"), details.get("format")
         if type(width) is not int or width <= 0:
-            width = _pixels(width, "width", errors)
+            width = _PIXELS.get(width) if type(width) is str else None
+            if width is None:
+                width = _pixels(details.get("width"), "width", errors)
         if type(height) is not int or height <= 0:
-            height = _pixels(height, "height", errors)
+            height = _PIXELS.get(height) if type(height) is str else None
+            if height is None:
+                height = _pixels(details.get("height"), "height", errors)
         if fmt is not None:
-            fmt = _format(fmt, errors)
+            fmt = (_FORMATS.get(fmt) if type(fmt) is str else None) or _format(fmt, errors)
     elif details is not None:
         errors.append(("image_details", f"expected an object {{format, width, height}}, got {_kind(details)}"))
     if "label" not in obj:
@@ -271,7 +281,7 @@ def _image_path(url, base: str, datastores, errors: list):
         errors.append(("image_url", f"expected a non-empty string, got {_kind(url)}"))
         return None
     if url[0] != "/" and ":" not in url:
-        try:  # relative path: the common case, kept off the general resolver
+        try:
             return join_under(base, url, "the JSONL file's folder")
         except ValueError as exc:
             errors.append(("image_url", str(exc)))
@@ -281,6 +291,11 @@ def _image_path(url, base: str, datastores, errors: list):
     except ValueError as exc:
         errors.append(("image_url", str(exc)))
         return None
+
+
+# Memos for the spellings that repeat on every line ("640px", "jpg"): a dict look-up instead of parsing.
+_PIXELS: dict[str, int] = {}
+_FORMATS = {f: f for f in IMAGE_FORMATS} | {f.upper(): f for f in IMAGE_FORMATS}
 
 
 def _format(fmt, errors: list) -> str | None:
@@ -299,6 +314,8 @@ def _pixels(value, name: str, errors: list) -> int | None:
     if type(value) is str:  # Azure writes "400px"
         text = value[:-2] if value.endswith("px") else value
         number = int(text) if text.isdigit() else None
+        if number and len(_PIXELS) < 65536:
+            _PIXELS[value] = number
     elif type(value) is float and value.is_integer():
         number = int(value)
     elif type(value) is int:
@@ -357,7 +374,10 @@ def _box_objects(items: list, errors: list) -> list[ObjectLabel]:
         if type(item) is not dict:
             errors.append((f"label[{i}]", f"expected an object, got {_kind(item)}"))
             continue
-        x0, y0, x1, y1 = item.get("topX"), item.get("topY"), item.get("bottomX"), item.get("bottomY")
+        try:
+            x0, y0, x1, y1 = _corners(item)
+        except KeyError:
+            x0 = None  # reported by _box_slow
         if not (type(x0) is float and type(y0) is float and type(x1) is float and type(y1) is float
                 and 0.0 <= x0 < x1 <= 1.0 and 0.0 <= y0 < y1 <= 1.0):
             box = _box_slow(item, i, errors)
@@ -494,7 +514,8 @@ def _settle_task(task, records: list, shapes: list, problems: list, sources: lis
     """Fix the task (given, or the most common label shape) and move lines of another shape to problems."""
     inferred = task is None
     if inferred:
-        counts = Counter(s for s in shapes if s != _EMPTY)
+        counts = Counter(shapes)
+        counts.pop(_EMPTY, None)
         if not counts:
             if records:
                 raise UsageError(f"cannot infer the task of {', '.join(sources)}: every label is an empty "
@@ -506,7 +527,7 @@ def _settle_task(task, records: list, shapes: list, problems: list, sources: lis
             if shape == _EMPTY:
                 record.label = []
     fits = {task, _EMPTY} if task != MULTICLASS else {task}
-    if all(s in fits for s in shapes):
+    if set(shapes) <= fits:
         return task, inferred
     kept = []
     raw = _raw_lines_for([r for r, s in zip(records, shapes) if s not in fits])
