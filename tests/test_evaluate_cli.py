@@ -1,0 +1,106 @@
+"""``visionml evaluate`` as a user runs it: real model folders (small, randomly initialised, saved
+exactly as training saves them) scored on JSONL data, metrics JSON and plots read back."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from visionml.cli import main
+from visionml.config import resolve_hyperparameters
+from visionml.data.reader import read_dataset
+from visionml.data.sample import make_sample_data
+from visionml.modelio import make_manifest, save_model_folder
+from visionml.models.registry import build_model
+from visionml.tasks import MULTICLASS, SEGMENTATION
+
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
+TINY = {
+    MULTICLASS: ("resnet18", {"validation_resize_size": 72, "validation_crop_size": 64}),
+    # scores everything (threshold 0) so a random network still returns objects to evaluate
+    SEGMENTATION: ("maskrcnn_resnet18_fpn", {"min_size": 96, "max_size": 128, "box_score_threshold": 0.0,
+                                             "box_detections_per_image": 5}),
+}
+
+
+def make_model_folder(path, task, labels):
+    name, hp = TINY[task]
+    hp = resolve_hyperparameters(task, {"model_name": name, **hp})
+    torch.manual_seed(0)
+    model = build_model(name, task, len(labels), pretrained=False, hp=hp)
+    save_model_folder(path, model, make_manifest(task, name, labels, hp))
+    return path
+
+
+@pytest.fixture(scope="module")
+def setups(tmp_path_factory):
+    """Per task: (model folder, validation JSONL of 3 images)."""
+    root = tmp_path_factory.mktemp("evaluate_cli")
+    out = {}
+    for task in TINY:
+        data = make_sample_data(task, root / task / "data", n=8, seed=2, size=(160, 120))
+        labels = read_dataset(data["train"], task).labels
+        out[task] = (make_model_folder(root / task / "model", task, labels), data["val"])
+    return out
+
+
+@pytest.mark.parametrize("task, primary", [(MULTICLASS, "accuracy"), (SEGMENTATION, "mean_average_precision")])
+def test_evaluate_writes_metrics_and_plots(setups, task, primary, tmp_path, capsys):
+    model, data = setups[task]
+    output, plots = tmp_path / "out" / "metrics.json", tmp_path / "plots"
+    rc = main(["evaluate", "--model", str(model), "--data", str(data), "--output", str(output),
+               "--plots", str(plots), "--batch-size", "2"])
+    printed = capsys.readouterr().out
+    assert rc == 0
+    metrics = json.loads(output.read_text())
+    assert metrics["task"] == task and metrics["primary_metric"] == primary
+    assert 0.0 <= metrics[primary] <= 1.0
+    assert printed.splitlines()[-3] == f"{primary}: {metrics[primary]:.4f}"
+    assert f"{primary:<26}{metrics[primary]:.4f}  (primary)" in printed
+    assert [p.name for p in output.parent.iterdir()] == ["metrics.json"]  # no temporary left behind
+    pngs = sorted(p.name for p in plots.iterdir())
+    if task == MULTICLASS:
+        assert metrics["num_samples"] == 2 and pngs == ["confusion_matrix.png", "pr_curves.png", "roc_curves.png"]
+        assert sum(map(sum, metrics["confusion_matrix"]["matrix"])) == 2
+    else:
+        assert metrics["num_images"] == 2 and metrics["iou_type"] == "segm"
+        assert pngs == ["average_precision.png", "pr_curves.png"]
+        # the random network was made to answer: its predictions were evaluated
+        assert sum(m["num_predictions"] for m in metrics["per_label_metrics"].values()) > 0
+
+
+def test_inference_settings_can_be_changed(setups, tmp_path, capsys):
+    model, data = setups[SEGMENTATION]
+    output = tmp_path / "metrics.json"
+    rc = main(["evaluate", "--model", str(model), "--data", str(data), "--output", str(output),
+               "--set", "box_score_threshold=1.0"])
+    capsys.readouterr()
+    assert rc == 0
+    metrics = json.loads(output.read_text())
+    # nothing scores above 1.0: no predictions, a defined zero
+    assert sum(m["num_predictions"] for m in metrics["per_label_metrics"].values()) == 0
+    assert metrics["mean_average_precision"] == 0.0
+
+
+def test_data_of_another_task_is_a_clear_error(setups, capsys):
+    model, _ = setups[MULTICLASS]
+    _, segmentation_data = setups[SEGMENTATION]
+    rc = main(["evaluate", "--model", str(model), "--data", str(segmentation_data)])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "val.jsonl:1: label" in err
+
+
+def test_missing_model_folder_and_bad_options(tmp_path, setups, capsys):
+    _, data = setups[MULTICLASS]
+    assert main(["evaluate", "--model", str(tmp_path / "nope"), "--data", str(data)]) == 1
+    assert "not a model folder" in capsys.readouterr().err
+    model, _ = setups[MULTICLASS]
+    assert main(["evaluate", "--model", str(model), "--data", str(data), "--datastore", "oops"]) == 2
+    assert "NAME=DIR" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--model", str(model)])
+    assert exit_info.value.code == 2
