@@ -10,8 +10,9 @@ A backend is any object with ``run(batch)``:
   that image, ``scores`` ``[N]``, ``labels`` ``[N]`` (1-based, 0 is background), and for
   segmentation ``masks`` ``[N, 1, H_i, W_i]`` pixel probabilities.
 
-``visionml.onnx_backend.OnnxBackend(model_dir, manifest, device)`` (issue 9) follows the same
-contract for ``model.onnx``.
+``visionml.predict.onnx_backend.OnnxBackend(model_dir, manifest, device)`` (issue 9) follows the same
+contract for ``model.onnx``. A backend whose settings were fixed at export may define
+``check_settings(settings)``; the predictor calls it with the resolved settings.
 """
 
 from __future__ import annotations
@@ -61,9 +62,9 @@ def _load_onnx(model_dir: Path, device: str):
                             f"run `visionml export --model {model_dir} --format onnx -o OUT` and "
                             f"pass --model OUT, or use --backend torch.")
     try:
-        from ..onnx_backend import OnnxBackend
+        from .onnx_backend import OnnxBackend
     except ModuleNotFoundError as exc:
-        if exc.name != "visionml.onnx_backend":
+        if exc.name != "visionml.predict.onnx_backend":
             raise
         raise VisionMLError("the onnx backend is not available in this version of visionml; "
                             "use --backend torch") from None

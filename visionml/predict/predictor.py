@@ -43,6 +43,8 @@ class Predictor:
             self._transform = self._classification_transform()
         elif model is not None:
             apply_detector_settings(model, self.settings)
+        if hasattr(backend, "check_settings"):  # e.g. ONNX: some settings are fixed in the graph
+            backend.check_settings(self.settings)
 
     @classmethod
     def from_folder(cls, model_dir, backend: str = "torch", overrides: dict | None = None,
