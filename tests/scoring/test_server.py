@@ -8,6 +8,7 @@ import io
 import json
 import socket
 import struct
+import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
@@ -196,12 +197,26 @@ def test_api_key_wrong_or_missing_is_401(servers):
 
 
 def _raw_http(port: int, head: bytes, body_parts=()) -> bytes:
-    """Send a request by hand (the body may be cut short) and read the status line back."""
+    """Send a request by hand (the body may be cut short) and read the whole answer back."""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(head)
         for part in body_parts:
             sock.sendall(part)
-        return sock.recv(65536)
+        answer = b""
+        while b"\r\n\r\n" not in answer or len(answer.partition(b"\r\n\r\n")[2]) < _content_length(answer):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+        return answer
+
+
+def _content_length(answer: bytes) -> int:
+    for line in answer.partition(b"\r\n\r\n")[0].split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 0
 
 
 def test_100_mb_body_is_413_before_it_is_read(servers):
@@ -239,10 +254,13 @@ def test_50_concurrent_requests_all_answered(servers):
 
 
 def test_one_log_line_per_request(servers):
-    server = servers[DETECTION]
+    server = servers[MULTICLASS]
     before = server.log().count("POST /score")
-    score(server, _body([base64.b64encode(image_bytes()).decode()] * 2))
-    score(server, "{")
-    lines = [line for line in server.log().splitlines() if "POST /score" in line][before:]
+    score(server, _body([base64.b64encode(image_bytes()).decode()] * 2), AUTH)
+    score(server, "{", AUTH)
+    deadline = time.monotonic() + 10
+    while len(lines := [x for x in server.log().splitlines() if "POST /score" in x][before:]) < 2:
+        assert time.monotonic() < deadline, "the log lines did not appear"
+        time.sleep(0.05)
     assert len(lines) == 2
     assert "200 items=2 ms=" in lines[0] and "400 items=0 ms=" in lines[1]
