@@ -245,11 +245,11 @@ def _rle_areas(rles):
 # ----------------------------------------------------------------------------- evaluation
 
 def _run_cocoeval(coco_gt, coco_dt, iou_type, *, iou_threshold=None, image_ids=None,
-                  category_ids=None, cached_ious=None):
+                  category_ids=None, cached_ious=None, matches=False):
     """Run COCOeval: COCO's full grid, or (``iou_threshold``) one threshold, one area range
-    ('all') and one detection cap, with the library's match list. The match list is only
-    unambiguous in that single-range form (otherwise it holds the matches of every area
-    range). ``cached_ious`` reuses the IoU matrices of the first run."""
+    ('all') and one detection cap. ``matches`` asks the library for its match list, which is
+    only unambiguous in that single-range form (otherwise it holds the matches of every area
+    range and threshold). ``cached_ious`` reuses the IoU matrices of the first run."""
     from faster_coco_eval import COCOeval_faster
 
     class _Eval(COCOeval_faster):
@@ -258,8 +258,7 @@ def _run_cocoeval(coco_gt, coco_dt, iou_type, *, iou_threshold=None, image_ids=N
                 return cached_ious[image_id, category_id]
             return super().computeIoU(image_id, category_id)
 
-    ev = _Eval(coco_gt, coco_dt, iou_type, print_function=_quiet,
-               extra_calc=iou_threshold is not None)
+    ev = _Eval(coco_gt, coco_dt, iou_type, print_function=_quiet, extra_calc=matches)
     ev.params.maxDets = [1, 10, MAX_DETS]
     if iou_threshold is not None:
         ev.params.iouThrs = np.array([float(iou_threshold)])
@@ -289,7 +288,7 @@ def _crowd_matches(coco_gt, coco_dt, iou_type, iou_threshold, cached_ious) -> np
         return counts
     ev = _run_cocoeval(coco_gt, coco_dt, iou_type, iou_threshold=iou_threshold,
                        image_ids={a["image_id"] for a in crowd},
-                       category_ids={a["category_id"] for a in crowd}, cached_ious=cached_ious)
+                       category_ids={a["category_id"] for a in crowd}, cached_ious=cached_ious, matches=True)
     for pair in ev.eval.get("matched", {}):
         dt_id, gt_id = (int(v) for v in pair.split("_", 1))
         if coco_gt.anns[gt_id]["iscrowd"]:
