@@ -51,7 +51,10 @@ def test_round_trip(tmp_path, task, name, overrides):
     assert not loaded.training
     assert manifest["labels"] == LABELS and manifest["model_name"] == name and manifest["task"] == task
     assert manifest["build"] == {"pretrained": pretrained_layout}
-    _assert_same(_outputs(model, task), _outputs(loaded, task))
+    before = _outputs(model, task)
+    _assert_same(before, _outputs(loaded, task))
+    if task == SEGMENTATION:
+        assert before[0]["masks"].shape[1:] == (1, 64, 80)  # per-instance masks at the input's size
 
 
 def test_manifest_sections():
