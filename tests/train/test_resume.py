@@ -33,11 +33,11 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(sample_data, tmp_
         train(_options(data, interrupted, on_evaluation=_interrupt_at_epoch_2))
     except KeyboardInterrupt:
         pass
-    assert torch.load(interrupted / "checkpoints/last.pt", map_location="cpu", weights_only=True)["epoch"] == 1
+    assert torch.load(interrupted / "checkpoints/last.pt", weights_only=True)["epoch"] == 1
 
     assert main(["train", "--resume", "--output", str(interrupted)]) == 0
-    a = torch.load(tmp_path / "whole/checkpoints/last.pt", map_location="cpu", weights_only=True)
-    b = torch.load(interrupted / "checkpoints/last.pt", map_location="cpu", weights_only=True)
+    a = torch.load(tmp_path / "whole/checkpoints/last.pt", weights_only=True)
+    b = torch.load(interrupted / "checkpoints/last.pt", weights_only=True)
     assert b["epoch"] == 2 and b["finished"]
     for name, value in a["model"].items():
         assert torch.allclose(value.float(), b["model"][name].float(), atol=1e-6), name
