@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import VisionMLError
 from ..models.registry import IMAGENET_MEAN, IMAGENET_STD
 from ..tasks import MULTICLASS, MULTILABEL, is_classification
 from .params import XaiParams, parse_xai_parameters
@@ -77,6 +78,9 @@ def explain_arrays(predictor, pil_image, probs, params) -> list[ClassExplanation
     params = params if isinstance(params, XaiParams) else parse_xai_parameters(params)
     if not is_classification(predictor.task):
         return None
+    if getattr(predictor, "model", None) is None:
+        raise VisionMLError("explanations need the PyTorch model: load the model folder with the torch "
+                            "backend (an ONNX deployment scores only)")
     from . import methods
     from .render import render_png
 
