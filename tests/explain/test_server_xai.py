@@ -1,0 +1,102 @@
+"""The schema doc's XAI request against a real uvicorn server serving a model folder."""
+
+import base64
+import io
+import json
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from visionml.tasks import MULTICLASS, MULTILABEL
+
+from .test_cli import LABELS, _model_folder
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """One uvicorn server per classification task, in threads of this process; always stopped."""
+    import uvicorn
+
+    from visionml.predict import Predictor
+    from visionml.serve import create_app
+
+    root = tmp_path_factory.mktemp("xai_serve")
+    small = {"validation_resize_size": 72, "validation_crop_size": 64}
+    servers, urls = [], {}
+    try:
+        for task in (MULTICLASS, MULTILABEL):
+            predictor = Predictor.from_folder(_model_folder(root / task, task, **small))
+            port = _free_port()
+            server = uvicorn.Server(uvicorn.Config(create_app(predictor), host="127.0.0.1", port=port,
+                                                   log_level="warning", access_log=False))
+            thread = threading.Thread(target=server.run, daemon=True)
+            thread.start()
+            servers.append((server, thread))
+            deadline = time.monotonic() + 60
+            while not server.started and time.monotonic() < deadline:
+                time.sleep(0.05)
+            urls[task] = f"http://127.0.0.1:{port}"
+        yield urls
+    finally:
+        for server, thread in servers:
+            server.should_exit = True
+            thread.join(timeout=15)
+
+
+def _request(xai_parameters, explain=True):
+    from skimage import data
+
+    buffer = io.BytesIO()
+    Image.fromarray(data.chelsea()).resize((120, 80)).save(buffer, format="JPEG")
+    # exactly as the schema doc builds it: encodebytes (with newlines) inside a JSON string
+    item = json.dumps({"image_base64": base64.encodebytes(buffer.getvalue()).decode("utf-8"),
+                       "model_explainability": explain, "xai_parameters": xai_parameters})
+    return {"input_data": {"columns": ["image"], "data": [item, item]}}
+
+
+def test_schema_doc_xai_request_multiclass(served):
+    body = _request({"xai_algorithm": "xrai", "visualizations": True, "attributions": True, "n_steps": 8})
+    response = httpx.post(served[MULTICLASS] + "/score", json=body, timeout=120)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert len(answer) == 2
+    for obj in answer:
+        assert obj["labels"] == LABELS and len(obj["probs"]) == 4
+        Image.open(io.BytesIO(base64.b64decode(obj["visualizations"]))).verify()
+        attribution = np.asarray(obj["attributions"])
+        assert attribution.shape == (3, 64, 64) and np.isfinite(attribution).all()
+
+
+def test_schema_doc_xai_request_multilabel(served):
+    body = _request({"xai_algorithm": "integrated_gradients", "attributions": True, "n_steps": 8,
+                     "confidence_score_threshold_multilabel": 0.0})
+    response = httpx.post(served[MULTILABEL] + "/score", json=body, timeout=120)
+    assert response.status_code == 200, response.text
+    obj = response.json()[0]
+    assert len(obj["visualizations"]) == len(obj["attributions"]) == 4  # every class is >= 0.0
+    assert np.asarray(obj["attributions"]).shape == (4, 3, 64, 64)
+
+
+def test_unknown_algorithm_is_400_naming_the_valid_ones(served):
+    response = httpx.post(served[MULTICLASS] + "/score", json=_request({"xai_algorithm": "lime"}), timeout=60)
+    assert response.status_code == 400
+    assert "xrai, integrated_gradients, guided_gradcam, guided_backprop" in response.json()["error"]
+
+
+def test_without_explainability_only_scores(served):
+    response = httpx.post(served[MULTICLASS] + "/score", json=_request({}, explain=False), timeout=60)
+    assert response.status_code == 200
+    obj = response.json()[0]
+    assert obj["visualizations"] is None and obj["attributions"] is None
