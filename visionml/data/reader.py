@@ -75,6 +75,8 @@ class LoadedData:
     sources: list[str] = field(default_factory=list)
     """The JSONL files read, in order."""
     task_inferred: bool = False
+    class_counts: dict[str, int] = field(default_factory=dict)
+    """Objects per class (detection, segmentation) or images per class (classification)."""
 
 
 def read_dataset(path, task: str | None = None, *, datastores: dict[str, str] | None = None,
@@ -113,19 +115,19 @@ def load_dataset(path, task: str | None = None, *, datastores: dict[str, str] | 
     if check_images and records:
         records = _check_images(records, max_pixels, problems)
     problems.sort(key=lambda p: (sources.index(p.source) if p.source in sources else 0, p.line))
-    return LoadedData(records=records, task=final_task, labels=class_names(records), problems=problems,
-                      sources=list(sources), task_inferred=inferred)
+    counts = class_counts(records)
+    return LoadedData(records=records, task=final_task, labels=sorted(counts), problems=problems,
+                      sources=list(sources), task_inferred=inferred, class_counts=dict(counts))
 
 
-def class_names(records: list[ImageRecord]) -> list[str]:
-    """Sorted class names used by ``records`` (map/chain keep the walk in C for big files)."""
-    names = set(map(attrgetter("label"), chain.from_iterable(map(attrgetter("objects"), records))))
-    for label in map(attrgetter("label"), records):
-        if type(label) is str:
-            names.add(label)
-        elif label:
-            names.update(label)
-    return sorted(names)
+def class_counts(records: list[ImageRecord]) -> Counter:
+    """Objects per class (detection, segmentation) or images per class (classification).
+    map/chain keep the walk over millions of objects in C."""
+    counts = Counter(map(attrgetter("label"), chain.from_iterable(map(attrgetter("objects"), records))))
+    labels = [label for label in map(attrgetter("label"), records) if label]
+    counts.update(label for label in labels if type(label) is str)
+    counts.update(chain.from_iterable(label for label in labels if type(label) is not str))
+    return counts
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,6 +197,7 @@ def _read_jsonl(source: str, task: str | None, datastores: dict[str, str],
                 records: list, shapes: list, problems: list) -> None:
     base = os.path.join(os.path.dirname(os.path.abspath(source)), "")  # with the trailing slash
     loads, decode_error = orjson.loads, orjson.JSONDecodeError
+    errors: list = []  # (field, reason) of the current line; one list reused for all lines
     try:
         with paused_gc(), open(source, "rb") as fp:
             for lineno, line in enumerate(fp, 1):
@@ -206,11 +209,11 @@ def _read_jsonl(source: str, task: str | None, datastores: dict[str, str],
                     if line.strip():
                         problems.append(Problem(source, lineno, "line", f"invalid JSON ({exc})", _text(line)))
                     continue
-                errors: list = []
                 record, shape = _to_record(obj, source, lineno, base, datastores, task, errors)
                 if errors:
                     raw = _text(line)
                     problems.extend(Problem(source, lineno, f, r, raw) for f, r in errors)
+                    errors.clear()
                 else:
                     records.append(record)
                     shapes.append(shape)
@@ -371,23 +374,20 @@ def _box_objects(items: list, errors: list) -> list[ObjectLabel]:
     for big files); anything else goes through ``_box_slow`` for a precise message."""
     out = []
     for i, item in enumerate(items):
-        if type(item) is not dict:
-            errors.append((f"label[{i}]", f"expected an object, got {_kind(item)}"))
-            continue
         try:
-            x0, y0, x1, y1 = _corners(item)
-        except KeyError:
-            x0 = None  # reported by _box_slow
+            box = _corners(item)
+            x0, y0, x1, y1 = box
+        except (KeyError, TypeError):  # a missing key, or not an object: _box_slow says which
+            x0 = None
         if not (type(x0) is float and type(y0) is float and type(x1) is float and type(y1) is float
                 and 0.0 <= x0 < x1 <= 1.0 and 0.0 <= y0 < y1 <= 1.0):
             box = _box_slow(item, i, errors)
             if box is None:
                 continue
-            x0, y0, x1, y1 = box
         name, crowd = item.get("label"), item.get("isCrowd", 0)
         if type(name) is not str or not name or crowd not in (0, 1):
             name, crowd = _name_and_crowd(item, i, errors)
-        out.append(ObjectLabel(name, (x0, y0, x1, y1), crowd == 1))
+        out.append(ObjectLabel(name, box, crowd == 1))
     return out
 
 
@@ -419,7 +419,10 @@ def _name_and_crowd(item: dict, i: int, errors: list) -> tuple[str, bool]:
     return name, crowd == 1
 
 
-def _box_slow(item: dict, i: int, errors: list) -> tuple | None:
+def _box_slow(item, i: int, errors: list) -> tuple | None:
+    if type(item) is not dict:
+        errors.append((f"label[{i}]", f"expected an object, got {_kind(item)}"))
+        return None
     coords = []
     for key in _BOX_KEYS:
         v = item.get(key)

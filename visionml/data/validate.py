@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from itertools import chain
 from operator import attrgetter
 
@@ -19,14 +18,9 @@ def summarize(loaded: LoadedData) -> dict:
     detection = loaded.task is not None and is_detection_like(loaded.task)
     # map/attrgetter keep the walk over (possibly millions of) records and objects in C.
     object_lists = list(map(attrgetter("objects"), records))
-    labels = [label for label in map(attrgetter("label"), records) if label]
-    if detection:
-        key = "polygons" if loaded.task == SEGMENTATION else "boxes"
-        counts = Counter(map(attrgetter("label"), chain.from_iterable(object_lists)))
-    else:
-        key = "images"
-        counts = Counter(label for label in labels if isinstance(label, str))
-        counts.update(chain.from_iterable(label for label in labels if not isinstance(label, str)))
+    labelled = sum(map(bool, map(attrgetter("label"), records)))
+    key = ("polygons" if loaded.task == SEGMENTATION else "boxes") if detection else "images"
+    counts = loaded.class_counts
     summary = {
         "task": loaded.task,
         "task_inferred": loaded.task_inferred,
@@ -35,8 +29,8 @@ def summarize(loaded: LoadedData) -> dict:
         "distinct_image_files": len(set(map(attrgetter("path"), records))),
         "invalid_lines": len({(p.source, p.line) for p in loaded.problems}),
         "problems": len(loaded.problems),
-        "classes": [{"name": name, key: counts[name]} for name in loaded.labels],
-        "images_without_labels": len(records) - len(labels) - sum(map(bool, object_lists)),
+        "classes": [{"name": name, key: counts.get(name, 0)} for name in loaded.labels],
+        "images_without_labels": len(records) - labelled - sum(map(bool, object_lists)),
         "image_sizes": _sizes(records),
     }
     if detection:
