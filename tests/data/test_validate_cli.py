@@ -47,10 +47,18 @@ def test_invalid_lines_are_printed_and_exit_1(tmp_path, image_dir, capsys):
     assert main(["validate", str(src)]) == 1
     out = capsys.readouterr().out.splitlines()
     assert out[0] == f"{src}:2: image_url: file not found: {image_dir / 'nope.jpg'}"
-    assert out[1].startswith(f"{src}:3: line: invalid JSON")
+    assert out[1].startswith(f"{src}:3: line: invalid JSON (") and "column 2" in out[1] and "line 1" not in out[1]
     assert out[2].startswith(f"{src}:4: image_details.format: unknown format 'svg'")
     assert out[-1].startswith("INVALID: 3 problem(s) on 3 line(s).")
     assert [ln.split() for ln in out if ln.startswith("  ")] == [["class", "images"], ["cat", "1"]]
+
+
+def test_nothing_valid(tmp_path, capsys):
+    src = write_jsonl(tmp_path / "t.jsonl", ["{bad", {"image_url": "x.jpg"}])
+    assert main(["validate", str(src)]) == 1
+    out = capsys.readouterr().out
+    assert "Task:    unknown (no line with a usable label)" in out
+    assert out.rstrip().endswith("INVALID: no valid line.")
 
 
 def test_json_output(tmp_path, image_dir, capsys):

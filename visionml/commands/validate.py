@@ -19,7 +19,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--no-image-check", action="store_true",
                         help="check the lines only, do not open the images (for huge files)")
     parser.add_argument("--max-pixels", type=_positive_int, default=None, metavar="N",
-                        help="refuse images with more pixels than this (default: Pillow's 89,478,485)")
+                        help="refuse images with more pixels than this, from the header, before decoding "
+                        "(default: Pillow's 89,478,485; Pillow itself refuses above twice its limit)")
     parser.set_defaults(func=run)
     return parser
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -207,7 +208,7 @@ def _read_jsonl(source: str, task: str | None, datastores: dict[str, str],
                     obj = loads(line)
                 except decode_error as exc:
                     if line.strip():
-                        problems.append(Problem(source, lineno, "line", f"invalid JSON ({exc})", _text(line)))
+                        problems.append(Problem(source, lineno, "line", _json_reason(exc), _text(line)))
                     continue
                 record, shape = _to_record(obj, source, lineno, base, datastores, task, errors)
                 if errors:
@@ -235,6 +236,12 @@ def paused_gc():
     finally:
         if was_enabled:
             gc.enable()
+
+
+def _json_reason(exc: Exception) -> str:
+    # The parser sees one line as a whole document: its "line 1" would contradict FILE:LINE.
+    where = re.sub(r"line 1 column (\d+) \(char \d+\)", r"column \1", str(exc))
+    return f"invalid JSON ({where})"
 
 
 def _text(line: bytes) -> str:

@@ -55,7 +55,8 @@ def _sizes(records) -> dict | None:
 def format_summary(summary: dict) -> str:
     """The summary as aligned plain text."""
     how = " (inferred from the labels)" if summary["task_inferred"] else ""
-    lines = [f"Task:    {summary['task']}{how}",
+    task = summary["task"] or "unknown (no line with a usable label)"
+    lines = [f"Task:    {task}{how if summary['task'] else ''}",
              f"Images:  {summary['images']} valid lines ({summary['distinct_image_files']} distinct image files), "
              f"{summary['invalid_lines']} invalid line(s)"]
     if "objects" in summary:
