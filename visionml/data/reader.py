@@ -13,6 +13,7 @@ import gc
 import os
 import re
 import warnings
+from sys import intern
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -342,7 +343,7 @@ def _label_into(label, record: ImageRecord, task, errors: list):
     if type(label) is str:
         if not label:
             errors.append(("label", "empty class name"))
-        record.label = label
+        record.label = intern(label)
         return MULTICLASS
     if type(label) is not list:
         errors.append(("label", f"expected {_expected(task)}, got {_kind(label)}"))
@@ -369,10 +370,11 @@ def _expected(task) -> str:
 
 
 def _multilabel(label: list, record: ImageRecord, errors: list) -> str:
-    for i, name in enumerate(label):
-        if type(name) is not str or not name:
-            errors.append((f"label[{i}]", f"expected a non-empty class name string, got {_kind(name)}"))
-    record.label = list(dict.fromkeys(label))  # a class named twice is still one class
+    bad = [(i, name) for i, name in enumerate(label) if type(name) is not str or not name]
+    for i, name in bad:
+        errors.append((f"label[{i}]", f"expected a non-empty class name string, got {_kind(name)}"))
+    if not bad:
+        record.label = list(dict.fromkeys(map(intern, label)))  # a class named twice is still one class
     return MULTILABEL
 
 
@@ -394,6 +396,8 @@ def _box_objects(items: list, errors: list) -> list[ObjectLabel]:
         name, crowd = item.get("label"), item.get("isCrowd", 0)
         if type(name) is not str or not name or crowd not in (0, 1):
             name, crowd = _name_and_crowd(item, i, errors)
+        else:
+            name = intern(name)  # one string per class instead of one per object: less memory, less to free
         out.append(ObjectLabel(name, box, crowd == 1))
     return out
 
@@ -407,7 +411,7 @@ def _polygon_objects(items: list, errors: list) -> list[ObjectLabel]:
         obj = _polygon_object(item, i, errors)
         name, crowd = _name_and_crowd(item, i, errors)
         if obj is not None:
-            obj.label, obj.is_crowd = name, crowd
+            obj.label, obj.is_crowd = (intern(name) if type(name) is str else name), crowd
             out.append(obj)
     return out
 
