@@ -13,7 +13,6 @@ import gc
 import os
 import re
 import warnings
-from sys import intern
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from itertools import chain
 from operator import attrgetter, itemgetter
 from pathlib import Path
+from sys import intern
 
 import orjson
 
@@ -50,7 +50,7 @@ _SHAPE_WORDS = {
 
 @dataclass(slots=True)
 class Problem:
-    """One thing wrong with one line (``line`` is 1-based; 0 for the file as a whole)."""
+    """One thing wrong with one line (``line`` is 1-based, blank lines counted)."""
 
     source: str
     line: int
