@@ -150,8 +150,8 @@ def xrai(em: ExplainModel, x: torch.Tensor, target: int, n_steps: int, method: s
     # saliency's default baselines: the input's min and max values; both in one captum call.
     baselines = torch.cat([torch.full_like(x, float(x.min())), torch.full_like(x, float(x.max()))])
     attr = integrated_gradients(em, x.expand(2, -1, -1, -1), target, n_steps, method, baselines)
-    ig_hwc = attr.mean(0).permute(1, 2, 0).numpy().astype(np.float64)
-    x_hwc = x[0].permute(1, 2, 0).numpy().astype(np.float64)
+    ig_hwc = attr.mean(0).permute(1, 2, 0).detach().cpu().numpy().astype(np.float64)
+    x_hwc = x[0].permute(1, 2, 0).detach().cpu().numpy().astype(np.float64)
     parameters = saliency.XRAIParameters(algorithm="fast" if fast else "full")
     result = saliency.XRAI().GetMaskWithDetails(
         x_hwc, call_model_function=None, base_attribution=ig_hwc,
