@@ -48,8 +48,9 @@ def detection_metrics(ground_truth: list[dict], predictions: list[dict], labels:
 
     ``ground_truth[i]``: ``{"height", "width", "boxes": [N, 4] xyxy pixels, "labels": int[N]
     0-based into ``labels``, "iscrowd": int[N] (optional)}`` plus, for ``iou_type="segm"``,
-    either ``"masks"``: bool [N, H, W] or ``"polygons"``: per object a list of flat pixel
-    segments ``[[x1, y1, x2, y2, ...], ...]`` (COCO's own polygon form, rasterised by COCO).
+    either ``"masks"`` (bool [N, H, W] or a list of COCO RLE dicts) or ``"polygons"``: per
+    object a list of flat pixel segments ``[[x1, y1, x2, y2, ...], ...]`` (rasterised once, the
+    way pycocotools rasterises COCO polygons).
     ``predictions[i]``: ``{"boxes", "scores", "labels"}`` plus ``"masks"`` for segm (bool
     [N, H, W], [N, 1, H, W], or a list of COCO RLE dicts).
     """
@@ -171,41 +172,42 @@ def _xywh(boxes: np.ndarray) -> np.ndarray:
 
 
 def _gt_segments(image, count, height, width, index):
-    """(area, COCO ``segmentation``) per object, from masks or pixel polygons."""
-    from pycocotools import mask as mask_utils
-
+    """(area, COCO RLE) per object, from masks or pixel polygons."""
     if image.get("masks") is not None:
         rles = masks_to_rles(image["masks"], count, f"ground_truth[{index}]")
-        return list(zip(_rle_areas(rles).tolist(), rles))
-    if image.get("polygons") is not None:
-        polygons = image["polygons"]
-        if len(polygons) != count:
-            raise ValueError(f"ground_truth[{index}]: {len(polygons)} polygons for {count} boxes")
-        flat = [[np.asarray(s, dtype=np.float64).reshape(-1).tolist() for s in segments]
-                for segments in polygons]
-        flat = [[s for s in segments if len(s) >= 6] for segments in flat]
-        return list(zip(_polygon_areas(flat, height, width), flat))
-    raise ValueError(f"ground_truth[{index}]: segm evaluation needs 'masks' or 'polygons'")
+    elif image.get("polygons") is not None:
+        if len(image["polygons"]) != count:
+            raise ValueError(f"ground_truth[{index}]: {len(image['polygons'])} polygons for {count} boxes")
+        rles = polygons_to_rles(image["polygons"], height, width)
+    else:
+        raise ValueError(f"ground_truth[{index}]: segm evaluation needs 'masks' or 'polygons'")
+    return list(zip(_rle_areas(rles).tolist(), rles))
 
 
-def _polygon_areas(objects, height, width) -> list[float]:
-    """Pixel area of each object's rasterised polygons, as COCO rasterises them (one
-    pycocotools call per image; segments of one object are merged, so overlaps count once)."""
+def polygons_to_rles(objects, height: int, width: int) -> list[dict]:
+    """Per object, its pixel polygons ``[[x1, y1, x2, y2, ...], ...]`` rasterised the way COCO
+    rasterises them (pycocotools), segments of one object merged: one RLE per object. Done
+    once here so that no later evaluation pass rasterises a polygon again."""
     from pycocotools import mask as mask_utils
 
-    segments = [s for obj in objects for s in obj]
-    if not segments:
-        return [0.0] * len(objects)
-    rles = mask_utils.frPyObjects(segments, height, width)
-    areas, start = [], 0
-    for obj in objects:
+    flat = [[seg for seg in (np.asarray(s, dtype=np.float64).reshape(-1).tolist() for s in obj) if len(seg) >= 6]
+            for obj in objects]
+    segments = [seg for obj in flat for seg in obj]
+    rles = mask_utils.frPyObjects(segments, height, width) if segments else []
+    empty = None
+    out, start = [], 0
+    for obj in flat:
         part = rles[start:start + len(obj)]
         start += len(obj)
         if len(part) == 1:
-            areas.append(float(mask_utils.area(part[0])))
-        else:
-            areas.append(float(mask_utils.area(mask_utils.merge(part))) if part else 0.0)
-    return areas
+            out.append(part[0])
+        elif part:
+            out.append(mask_utils.merge(part))
+        else:  # an object without a usable polygon covers no pixel
+            if empty is None:
+                empty = mask_utils.encode(np.zeros((height, width, 1), dtype=np.uint8, order="F"))[0]
+            out.append(empty)
+    return out
 
 
 def _prediction_rles(pred, count, index):
@@ -245,11 +247,11 @@ def _rle_areas(rles):
 # ----------------------------------------------------------------------------- evaluation
 
 def _run_cocoeval(coco_gt, coco_dt, iou_type, *, iou_threshold=None, image_ids=None,
-                  category_ids=None, cached_ious=None, matches=False):
+                  category_ids=None, cached_ious=None):
     """Run COCOeval: COCO's full grid, or (``iou_threshold``) one threshold, one area range
-    ('all') and one detection cap. ``matches`` asks the library for its match list, which is
-    only unambiguous in that single-range form (otherwise it holds the matches of every area
-    range and threshold). ``cached_ious`` reuses the IoU matrices of the first run."""
+    ('all') and one detection cap. The library's match list (``eval["matched"]``) is only
+    unambiguous in that single-range form (otherwise it holds the matches of every area range
+    and threshold). ``cached_ious`` reuses the IoU matrices of the first run."""
     from faster_coco_eval import COCOeval_faster
 
     class _Eval(COCOeval_faster):
@@ -258,7 +260,7 @@ def _run_cocoeval(coco_gt, coco_dt, iou_type, *, iou_threshold=None, image_ids=N
                 return cached_ious[image_id, category_id]
             return super().computeIoU(image_id, category_id)
 
-    ev = _Eval(coco_gt, coco_dt, iou_type, print_function=_quiet, extra_calc=matches)
+    ev = _Eval(coco_gt, coco_dt, iou_type, print_function=_quiet)
     ev.params.maxDets = [1, 10, MAX_DETS]
     if iou_threshold is not None:
         ev.params.iouThrs = np.array([float(iou_threshold)])
@@ -288,8 +290,8 @@ def _crowd_matches(coco_gt, coco_dt, iou_type, iou_threshold, cached_ious) -> np
         return counts
     ev = _run_cocoeval(coco_gt, coco_dt, iou_type, iou_threshold=iou_threshold,
                        image_ids={a["image_id"] for a in crowd},
-                       category_ids={a["category_id"] for a in crowd}, cached_ious=cached_ious, matches=True)
-    for pair in ev.eval.get("matched", {}):
+                       category_ids={a["category_id"] for a in crowd}, cached_ious=cached_ious)
+    for pair in ev.eval["matched"]:  # "dtId_gtId" -> IoU
         dt_id, gt_id = (int(v) for v in pair.split("_", 1))
         if coco_gt.anns[gt_id]["iscrowd"]:
             counts[coco_dt.anns[dt_id]["category_id"] - 1] += 1
