@@ -1,6 +1,5 @@
 """`visionml explain` on a real model folder (saved as `visionml train` saves one)."""
 
-import io
 
 import numpy as np
 import pytest
