@@ -1,6 +1,5 @@
 """`visionml explain` on a real model folder (saved as `visionml train` saves one)."""
 
-
 import numpy as np
 import pytest
 from PIL import Image
