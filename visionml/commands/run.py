@@ -22,6 +22,9 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # visionml prints its own progress lines
     from ..sweep.jobs import run_job
 
     return run_job(args.job, args.output, resume=args.resume, storage=args.storage, preset=args.preset,

@@ -16,6 +16,9 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # visionml prints its own progress lines
     from ..sweep.jobs import join_sweep
 
     return join_sweep(args.storage, args.study, args.output, concurrency=args.max_concurrent)

@@ -114,6 +114,11 @@ def create_study(spec: JobSpec, run_dir: Path, storage_url: str | None, *, resum
     study = optuna.create_study(study_name=name, storage=open_storage(url), direction="maximize",
                                 load_if_exists=False)
     study.set_user_attr("visionml", asdict(settings))
+    if settings.sampling_algorithm == "grid":
+        # Every grid point queued once, in order. (Optuna's GridSampler calls study.stop() when
+        # the grid runs out, which only works inside study.optimize, not with ask/tell.)
+        for index in range(settings.max_trials):
+            study.enqueue_trial({"grid_index": index})
     _write_json(marker, {"storage": url if "://" not in url else _redacted(url), "study": name})
     return study, url
 
@@ -146,7 +151,10 @@ def _check_hyperparameters(settings: SweepSettings) -> None:
     for sub in settings.subspaces():
         examples.append({name: _example(dist) for name, dist in sub.items()})
     for example in examples or [{}]:
-        resolve_hyperparameters(settings.task, {**settings.training_parameters, **example}, settings.preset)
+        try:
+            resolve_hyperparameters(settings.task, {**settings.training_parameters, **example}, settings.preset)
+        except VisionMLError as exc:  # in a job file this is bad input (exit 1), not bad usage
+            raise VisionMLError(f"training_parameters/search_space: {exc}") from None
 
 
 def _example(dist: Distribution):
@@ -171,9 +179,6 @@ def _requeue_interrupted(study: optuna.Study) -> None:
 # ---------------------------------------------------------------- sampling
 
 def make_sampler(settings: SweepSettings, seed: int | None):
-    if settings.sampling_algorithm == "grid":
-        points = grid(settings.subspaces())
-        return optuna.samplers.GridSampler({"grid_index": list(range(len(points)))}, seed=seed)
     if settings.sampling_algorithm == "bayesian":
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, min(10, settings.max_trials // 3)),
                                           constant_liar=True)
@@ -435,7 +440,8 @@ def _write_json(path: Path, data) -> None:
 
 
 def _rows(study) -> tuple[list[dict], list[str]]:
-    trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("over_budget")]
+    trials = [t for t in study.get_trials(deepcopy=False)
+              if not t.user_attrs.get("over_budget") and t.state != TrialState.WAITING]
     names: list[str] = []
     for t in trials:
         for k in t.user_attrs.get("hyperparameters", {}):
