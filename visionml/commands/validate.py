@@ -41,26 +41,29 @@ def run(args) -> int:
     from ..data.images import DEFAULT_MAX_PIXELS
     from ..data.reader import load_dataset, paused_gc
     from ..data.resolve import parse_datastores
-    from ..data.validate import format_summary, summarize
+    from ..data.validate import format_summary, scan_dataset, summarize
 
-    with paused_gc():  # the summary walks every record once more: no collector passes over them
-        loaded = load_dataset(args.data, args.task, datastores=parse_datastores(args.datastore),
-                              check_images=not args.no_image_check,
-                              max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS)
-        summary = summarize(loaded)
-    valid = not loaded.problems and bool(loaded.records)
+    datastores = parse_datastores(args.datastore)
+    if args.no_image_check:  # lines only: count records as they stream by instead of keeping them
+        summary, problems = scan_dataset(args.data, args.task, datastores=datastores)
+    else:
+        with paused_gc():  # the summary walks every record once more: no collector passes over them
+            loaded = load_dataset(args.data, args.task, datastores=datastores,
+                                  max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS)
+            summary, problems = summarize(loaded), loaded.problems
+    valid = not problems and summary["images"] > 0
     if args.json:
-        document = {"valid": valid, "summary": summary, "problems": [p.to_json() for p in loaded.problems]}
+        document = {"valid": valid, "summary": summary, "problems": [p.to_json() for p in problems]}
         print(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
         return 0 if valid else 1
-    for problem in loaded.problems:
+    for problem in problems:
         print(problem)
-    if loaded.problems:
+    if problems:
         print()
     print(format_summary(summary))
     if valid:
         print("OK: the data is valid.")
-    elif not loaded.records:
+    elif not summary["images"]:
         print("INVALID: no valid line.")
     else:
         print(f"INVALID: {summary['problems']} problem(s) on {summary['invalid_lines']} line(s). Fix them, "

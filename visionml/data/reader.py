@@ -39,7 +39,8 @@ _LO, _HI = -SLACK, 1.0 + SLACK
 _NUMBER = (int, float)  # exact types: bool is not a coordinate
 _BOX_KEYS = ("topX", "topY", "bottomX", "bottomY")
 _corners = itemgetter(*_BOX_KEYS)
-_EMPTY = "empty"  # a label that is [] fits every list-shaped task
+EMPTY_SHAPE = "empty"
+"""The shape of a ``[]`` label: it fits every list-shaped task."""
 _SHAPE_WORDS = {
     MULTICLASS: "a class name string (multi-class classification)",
     MULTILABEL: "a list of class names (multi-label classification)",
@@ -111,15 +112,28 @@ def load_dataset(path, task: str | None = None, *, datastores: dict[str, str] | 
     wanted = canonical_task(task) if task else None
     sources = data_files(path, datastores or {})
     records, shapes, problems = [], [], []
+
+    def keep(record: ImageRecord, shape: str) -> None:
+        records.append(record)
+        shapes.append(shape)
+
     for source in sources:
-        _read_jsonl(source, wanted, datastores or {}, records, shapes, problems)
-    final_task, inferred = _settle_task(wanted, records, shapes, problems, sources)
+        read_lines(source, wanted, datastores or {}, keep, problems)
+    final_task, inferred = choose_task(wanted, Counter(shapes), sources)
+    if final_task is not None:
+        records = _apply_task(final_task, inferred, records, shapes, problems)
     if check_images and records:
         records = _check_images(records, max_pixels, problems)
-    problems.sort(key=lambda p: (sources.index(p.source) if p.source in sources else 0, p.line))
+    sort_problems(problems, sources)
     counts = class_counts(records)
     return LoadedData(records=records, task=final_task, labels=sorted(counts), problems=problems,
                       sources=list(sources), task_inferred=inferred, class_counts=dict(counts))
+
+
+def sort_problems(problems: list[Problem], sources: list[str]) -> None:
+    """In file order, then line order (a line's own problems keep their order)."""
+    order = {source: i for i, source in enumerate(sources)}
+    problems.sort(key=lambda p: (order.get(p.source, 0), p.line))
 
 
 def class_counts(records: list[ImageRecord]) -> Counter:
@@ -195,8 +209,10 @@ def _mltable_entry(entry, folder: str, datastores: dict[str, str], where: str) -
 # Lines
 
 
-def _read_jsonl(source: str, task: str | None, datastores: dict[str, str],
-                records: list, shapes: list, problems: list) -> None:
+def read_lines(source: str, task: str | None, datastores: dict[str, str], sink, problems: list) -> None:
+    """Check every line of one JSONL file: ``sink(record, shape)`` for each line without problems
+    (``shape`` is the task its label is shaped for, or ``"empty"`` for ``[]``); the problems of the
+    others are appended to ``problems``. The task's fit is settled afterwards (``choose_task``)."""
     base = os.path.join(os.path.dirname(os.path.abspath(source)), "")  # with the trailing slash
     loads, decode_error = orjson.loads, orjson.JSONDecodeError
     errors: list = []  # (field, reason) of the current line; one list reused for all lines
@@ -217,8 +233,7 @@ def _read_jsonl(source: str, task: str | None, datastores: dict[str, str],
                     problems.extend(Problem(source, lineno, f, r, raw) for f, r in errors)
                     errors.clear()
                 else:
-                    records.append(record)
-                    shapes.append(shape)
+                    sink(record, shape)
     except OSError as exc:
         raise VisionMLError(f"{source}: cannot read ({exc.strerror or exc})") from None
 
@@ -349,7 +364,7 @@ def _label_into(label, record: ImageRecord, task, errors: list):
         errors.append(("label", f"expected {_expected(task)}, got {_kind(label)}"))
         return None
     if not label:
-        return _EMPTY
+        return EMPTY_SHAPE
     first = type(label[0])
     if first is str:
         return _multilabel(label, record, errors)
@@ -524,45 +539,57 @@ def _kind(value) -> str:
 # Task
 
 
-def _settle_task(task, records: list, shapes: list, problems: list, sources: list):
-    """Fix the task (given, or the most common label shape) and move lines of another shape to problems."""
-    inferred = task is None
-    if inferred:
-        counts = Counter(shapes)
-        counts.pop(_EMPTY, None)
-        if not counts:
-            if records:
-                raise UsageError(f"cannot infer the task of {', '.join(sources)}: every label is an empty "
-                                 "list; pass --task (e.g. --task image_object_detection)")
-            return None, inferred
-        task = counts.most_common(1)[0][0]
+def choose_task(task, shape_counts: Counter, sources: list) -> tuple[str | None, bool]:
+    """(task, inferred): the given task, else the most common label shape. ``UsageError`` when
+    every label is an empty list; (None, True) when no line was usable at all."""
+    if task is not None:
+        return task, False
+    counts = Counter({shape: n for shape, n in shape_counts.items() if shape != EMPTY_SHAPE and n})
+    if counts:
+        return counts.most_common(1)[0][0], True
+    if shape_counts.get(EMPTY_SHAPE):
+        raise UsageError(f"cannot infer the task of {', '.join(sources)}: every label is an empty "
+                         "list; pass --task (e.g. --task image_object_detection)")
+    return None, True
+
+
+def fitting_shapes(task: str) -> set[str]:
+    """Label shapes a line may have for ``task``: its own, and ``[]`` (an image with nothing) except multi-class."""
+    return {task} if task == MULTICLASS else {task, EMPTY_SHAPE}
+
+
+def _apply_task(task: str, inferred: bool, records: list, shapes: list, problems: list) -> list[ImageRecord]:
+    """The records whose label fits ``task``; the others become problems."""
     if task == MULTILABEL:  # an image with no class at all
         for record, shape in zip(records, shapes):
-            if shape == _EMPTY:
+            if shape == EMPTY_SHAPE:
                 record.label = []
-    fits = {task, _EMPTY} if task != MULTICLASS else {task}
+    fits = fitting_shapes(task)
     if set(shapes) <= fits:
-        return task, inferred
-    kept = []
-    raw = _raw_lines_for([r for r, s in zip(records, shapes) if s not in fits])
-    for record, shape in zip(records, shapes):
-        if shape in fits:
-            kept.append(record)
-            continue
-        how = "was inferred from most lines; pass --task to choose" if inferred else "was given"
-        got = "an empty list" if shape == _EMPTY else _SHAPE_WORDS[shape]
-        problems.append(Problem(record.source, record.line, "label",
-                                f"expected {_SHAPE_WORDS[task]} (task {task} {how}), got {got}",
-                                raw.get((record.source, record.line))))
-    records[:] = kept
-    return task, inferred
+        return records
+    problems.extend(mismatch_problems(task, inferred, [(r.source, r.line, s) for r, s in zip(records, shapes)
+                                                       if s not in fits]))
+    return [r for r, s in zip(records, shapes) if s in fits]
 
 
-def _raw_lines_for(records: list[ImageRecord]) -> dict[tuple[str, int], str]:
-    """The raw text of a few lines, read again from their files (valid lines are not kept in memory)."""
+def mismatch_problems(task: str, inferred: bool, refs: list[tuple[str, int, str]]) -> list[Problem]:
+    """One problem per ``(source, line, shape)`` whose label does not fit ``task``."""
+    raw = _raw_lines_for(refs)
+    how = "was inferred from most lines; pass --task to choose" if inferred else "was given"
+    out = []
+    for source, line, shape in refs:
+        got = "an empty list" if shape == EMPTY_SHAPE else _SHAPE_WORDS[shape]
+        out.append(Problem(source, line, "label", f"expected {_SHAPE_WORDS[task]} (task {task} {how}), got {got}",
+                           raw.get((source, line))))
+    return out
+
+
+def _raw_lines_for(refs) -> dict[tuple[str, int], str]:
+    """The raw text of a few ``(source, line, ...)`` lines, read again from their files (valid lines
+    are not kept in memory)."""
     wanted: dict[str, set[int]] = {}
-    for r in records:
-        wanted.setdefault(r.source, set()).add(r.line)
+    for source, line, *_ in refs:
+        wanted.setdefault(source, set()).add(line)
     out = {}
     for source, numbers in wanted.items():
         with open(source, "rb") as fp:
@@ -601,7 +628,7 @@ def _check_images(records: list[ImageRecord], max_pixels, problems: list) -> lis
             r.width, r.height, r.format = result
             kept.append(r)
     if failed:
-        raw = _raw_lines_for([r for r, _ in failed])
+        raw = _raw_lines_for([(r.source, r.line) for r, _ in failed])
         problems.extend(Problem(r.source, r.line, "image_url", reason, raw.get((r.source, r.line)))
                         for r, reason in failed)
     return kept

@@ -1,52 +1,135 @@
-"""Summaries of a loaded dataset: what ``visionml validate`` prints after the problems."""
+"""What ``visionml validate`` reports: the problems and a summary (images, classes with counts,
+boxes/polygons per class, image sizes).
+
+Two ways to the same summary: ``summarize`` over loaded records (after image checks), and
+``scan_dataset`` which folds records into counts in batches and lets them go, for
+``--no-image-check`` on huge files (keeping 200,000 records only to count them costs more than
+reading them).
+"""
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from itertools import chain
 from operator import attrgetter
 
 import numpy as np
 
-from ..tasks import SEGMENTATION, is_detection_like
-from .reader import LoadedData
+from ..tasks import SEGMENTATION, canonical_task, is_detection_like
+from .reader import (LoadedData, Problem, choose_task, data_files, fitting_shapes, mismatch_problems, paused_gc,
+                     read_lines, sort_problems)
+
+_BATCH = 8192
+
+
+class Tally:
+    """Counts for the summary, folded in from batches of records. The walks use map/chain so
+    that millions of objects are counted in C."""
+
+    def __init__(self) -> None:
+        self.images = self.labelled = self.with_objects = self.objects = self.crowd = 0
+        self.names: Counter = Counter()
+        self.paths: set[str] = set()
+        self.widths: list = []
+        self.heights: list = []
+
+    def add(self, records) -> None:
+        object_lists = list(map(attrgetter("objects"), records))
+        objects = list(chain.from_iterable(object_lists))
+        labels = [label for label in map(attrgetter("label"), records) if label]
+        self.images += len(records)
+        self.labelled += len(labels)
+        self.with_objects += sum(map(bool, object_lists))
+        self.objects += len(objects)
+        self.crowd += sum(map(attrgetter("is_crowd"), objects))
+        self.names.update(map(attrgetter("label"), objects))
+        self.names.update(label for label in labels if type(label) is str)
+        self.names.update(chain.from_iterable(label for label in labels if type(label) is not str))
+        self.paths.update(map(attrgetter("path"), records))
+        self.widths.extend(map(attrgetter("width"), records))
+        self.heights.extend(map(attrgetter("height"), records))
+
+    def merge(self, other: Tally) -> None:
+        for name in ("images", "labelled", "with_objects", "objects", "crowd"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.names.update(other.names)
+        self.paths.update(other.paths)
+        self.widths.extend(other.widths)
+        self.heights.extend(other.heights)
 
 
 def summarize(loaded: LoadedData) -> dict:
-    """A JSON-ready summary: images, classes with counts (images per class for classification,
-    boxes or polygons per class for detection/segmentation), image sizes."""
-    records = loaded.records
-    detection = loaded.task is not None and is_detection_like(loaded.task)
-    # map/attrgetter keep the walk over (possibly millions of) records and objects in C.
-    object_lists = list(map(attrgetter("objects"), records))
-    labelled = sum(map(bool, map(attrgetter("label"), records)))
-    key = ("polygons" if loaded.task == SEGMENTATION else "boxes") if detection else "images"
-    counts = loaded.class_counts
+    """The summary of loaded (and possibly image-checked) records."""
+    tally = Tally()
+    tally.add(loaded.records)
+    return _summary(loaded.task, loaded.task_inferred, loaded.sources, loaded.problems, tally)
+
+
+def scan_dataset(path, task: str | None = None, *, datastores: dict[str, str] | None = None
+                 ) -> tuple[dict, list[Problem]]:
+    """(summary, problems) of the lines of ``path`` without opening images or keeping records:
+    the same answer as ``load_dataset(..., check_images=False)`` + ``summarize``."""
+    wanted = canonical_task(task) if task else None
+    sources = data_files(path, datastores or {})
+    tallies: dict[str, Tally] = defaultdict(Tally)
+    batches: dict[str, list] = defaultdict(list)
+    where: dict[str, list] = defaultdict(list)  # shape -> [(source, line)], for lines that turn out not to fit
+    problems: list[Problem] = []
+
+    def fold(record, shape: str) -> None:
+        batch = batches[shape]
+        batch.append(record)
+        where[shape].append((record.source, record.line))
+        if len(batch) >= _BATCH:
+            tallies[shape].add(batch)
+            batch.clear()
+
+    with paused_gc():
+        for source in sources:
+            read_lines(source, wanted, datastores or {}, fold, problems)
+        for shape, batch in batches.items():
+            tallies[shape].add(batch)
+        final, inferred = choose_task(wanted, Counter({s: len(w) for s, w in where.items()}), sources)
+        fits = fitting_shapes(final) if final else set()
+        if final:
+            problems.extend(mismatch_problems(final, inferred, [(source, line, shape) for shape, refs in where.items()
+                                                                if shape not in fits for source, line in refs]))
+        sort_problems(problems, sources)
+        total = Tally()
+        for shape in fits & tallies.keys():
+            total.merge(tallies[shape])
+        return _summary(final, inferred, sources, problems, total), problems
+
+
+def _summary(task, inferred: bool, sources, problems, tally: Tally) -> dict:
+    detection = task is not None and is_detection_like(task)
+    key = ("polygons" if task == SEGMENTATION else "boxes") if detection else "images"
     summary = {
-        "task": loaded.task,
-        "task_inferred": loaded.task_inferred,
-        "sources": loaded.sources,
-        "images": len(records),
-        "distinct_image_files": len(set(map(attrgetter("path"), records))),
-        "invalid_lines": len({(p.source, p.line) for p in loaded.problems}),
-        "problems": len(loaded.problems),
-        "classes": [{"name": name, key: counts.get(name, 0)} for name in loaded.labels],
-        "images_without_labels": len(records) - labelled - sum(map(bool, object_lists)),
-        "image_sizes": _sizes(records),
+        "task": task,
+        "task_inferred": inferred,
+        "sources": list(sources),
+        "images": tally.images,
+        "distinct_image_files": len(tally.paths),
+        "invalid_lines": len({(p.source, p.line) for p in problems}),
+        "problems": len(problems),
+        "classes": [{"name": name, key: tally.names[name]} for name in sorted(tally.names)],
+        "images_without_labels": tally.images - tally.labelled - tally.with_objects,
+        "image_sizes": _sizes(tally.widths, tally.heights),
     }
     if detection:
-        summary["objects"] = sum(map(len, object_lists))
-        summary["crowd_objects"] = sum(map(attrgetter("is_crowd"), chain.from_iterable(object_lists)))
+        summary["objects"] = tally.objects
+        summary["crowd_objects"] = tally.crowd
     return summary
 
 
-def _sizes(records) -> dict | None:
+def _sizes(widths: list, heights: list) -> dict | None:
     # None (size unknown) becomes NaN in a float array.
-    widths = np.array(list(map(attrgetter("width"), records)), dtype=np.float64)
-    heights = np.array(list(map(attrgetter("height"), records)), dtype=np.float64)
-    known = ~(np.isnan(widths) | np.isnan(heights))
+    w = np.array(widths, dtype=np.float64)
+    h = np.array(heights, dtype=np.float64)
+    known = ~(np.isnan(w) | np.isnan(h))
     if not known.any():
         return None
-    w, h = widths[known], heights[known]
+    w, h = w[known], h[known]
     return {"known": int(known.sum()),
             "min_width": int(w.min()), "max_width": int(w.max()), "median_width": int(np.median(w)),
             "min_height": int(h.min()), "max_height": int(h.max()), "median_height": int(np.median(h))}
