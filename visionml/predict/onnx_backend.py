@@ -1,0 +1,136 @@
+"""The ONNX Runtime backend: runs ``model.onnx`` from a folder written by ``visionml export --format onnx``.
+
+It follows the backend contract of ``backends.py`` (``run(batch)``), so decoding, resizing,
+normalisation and the conversion to Azure's objects stay in the predictor's shared code and the
+answers match the torch backend. What the exporter fixed inside the graph (the classification
+crop size; a detector's resize sizes, NMS IoU and detection cap) is recorded in the manifest's
+``onnx`` block; ``check_settings`` refuses deployment settings the graph cannot honour instead of
+silently ignoring them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UsageError, VisionMLError
+from ..tasks import is_classification
+
+ONNX_FILE = "model.onnx"
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (cgroup/affinity aware where the OS says so)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def session_options(threads: int | None = None):
+    """ORT settings that make small-batch CPU inference fast: every graph optimisation (fusing
+    conv+BN+activation, constant folding), one intra-op thread per core, sequential execution
+    (these graphs have no parallel branches worth a second pool), and no busy-waiting threads,
+    which on a shared or busy CPU steal cycles from the work itself."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = int(threads or available_cores())
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+def providers_for(device: str) -> list[str]:
+    """ONNX Runtime execution providers for a visionml ``--device`` value."""
+    import onnxruntime as ort
+
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device.startswith("cuda"):
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise VisionMLError(f"--device {device}: this onnxruntime has no CUDA support "
+                                f"(install onnxruntime-gpu), or use --device cpu")
+        index = device.partition(":")[2] or "0"
+        return [("CUDAExecutionProvider", {"device_id": int(index)}), "CPUExecutionProvider"]
+    raise UsageError(f"--device {device!r}: use cpu, cuda or cuda:N")
+
+
+def open_session(path: Path, device: str = "cpu", threads: int | None = None):
+    """An ``onnxruntime.InferenceSession`` for ``path``; a damaged file is a VisionMLError naming it."""
+    import onnxruntime as ort
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    try:
+        return ort.InferenceSession(str(path), sess_options=session_options(threads),
+                                    providers=providers_for(device))
+    except (state.Fail, state.InvalidGraph, state.InvalidProtobuf, state.NoSuchFile) as exc:
+        raise VisionMLError(f"{path}: onnxruntime cannot load it ({str(exc).splitlines()[0]}); export the "
+                            f"model again with `visionml export --format onnx`") from None
+
+
+class OnnxBackend:
+    """``model.onnx`` in an onnxruntime session. Classification: ``run([B,3,H,W]) -> logits [B,C]``;
+    detection/segmentation: one image at a time through the graph (exported with batch 1 and any
+    image size), one torchvision-style dict per image."""
+
+    def __init__(self, model_dir, manifest: dict, device: str = "cpu", threads: int | None = None):
+        self.model_dir = Path(model_dir)
+        self.path = self.model_dir / ONNX_FILE
+        self.manifest = manifest
+        self.task = manifest["task"]
+        self.info = manifest.get("onnx") or {}
+        if not self.info:
+            raise VisionMLError(f"{self.model_dir / 'visionml.json'}: onnx: missing; this folder's model.onnx was "
+                                f"not written by `visionml export --format onnx`: export the model again")
+        self.session = open_session(self.path, device, threads)
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def run(self, batch):
+        if is_classification(self.task):
+            array = np.ascontiguousarray(_numpy(batch), dtype=np.float32)
+            return self.session.run(self.output_names[:1], {self.input_name: array})[0]
+        return [self._detect(image) for image in batch]
+
+    def _detect(self, image) -> dict:
+        array = np.ascontiguousarray(_numpy(image), dtype=np.float32)
+        outputs = self.session.run(self.output_names, {self.input_name: array})
+        return dict(zip(self.output_names, outputs))
+
+    def check_settings(self, settings: dict) -> None:
+        """Refuse settings the graph fixed at export and cannot change at run time, naming the
+        export command that would bake the wanted value in. Settings applied after the graph
+        (score and mask thresholds, a smaller detection cap, polygon points, the classification
+        resize) are free."""
+        fixed = self.info.get("fixed") or {}
+        problems = []
+        for key, value in fixed.items():
+            wanted = settings.get(key)
+            if wanted is None or key == "box_score_threshold":
+                continue
+            if key == "box_detections_per_image":
+                ok = int(wanted) <= int(value)
+            else:
+                ok = abs(float(wanted) - float(value)) < 1e-9
+            if not ok:
+                problems.append((key, wanted, value))
+        if problems:
+            sets = " ".join(f"--set {k}={w}" for k, w, _ in problems)
+            what = ", ".join(f"{k}={w} (the graph has {v})" for k, w, v in problems)
+            raise UsageError(f"{self.path}: {what}: fixed when the model was exported. Export it again with "
+                             f"`visionml export --model MODEL_DIR --format onnx -o OUT {sets}`, "
+                             f"or use --backend torch")
+        floor = fixed.get("box_score_threshold")
+        if floor is not None and float(settings.get("box_score_threshold", floor)) < float(floor):
+            raise UsageError(f"{self.path}: box_score_threshold={settings['box_score_threshold']} is below "
+                             f"{floor}, the lowest score the exported graph keeps; export it again or use "
+                             f"--backend torch")
+
+
+def _numpy(x):
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
