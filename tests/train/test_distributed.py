@@ -29,6 +29,6 @@ def test_torchrun_with_two_processes_trains_one_model(sample_data, tmp_path):
     assert len(rows) == 1
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epoch"] == 1 and "accuracy" in metrics
-    checkpoint = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    checkpoint = torch.load(run / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
     assert len(checkpoint["rng"]) == 2  # each rank's generators, for an exact resume
     assert not any(k.startswith("module.") for k in checkpoint["model"])  # plain model, not the DDP wrapper

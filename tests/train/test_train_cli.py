@@ -43,7 +43,7 @@ def test_one_epoch_leaves_a_complete_run_folder(task, sample_data, tmp_path, cap
     assert len(rows) == 1 and rows[0]["epoch"] == "1" and float(rows[0]["train_loss"]) > 0
     assert float(rows[0][primary]) == pytest.approx(metrics[primary], abs=1e-5)
 
-    checkpoint = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    checkpoint = torch.load(run / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
     assert checkpoint["epoch"] == 1 and checkpoint["finished"]
     assert (run / "plots" / "loss.png").stat().st_size > 0
 
