@@ -26,7 +26,7 @@ FILES = {
 }
 
 
-@pytest.mark.parametrize("batch", [1, 2, 8192])
+@pytest.mark.parametrize("batch", [1, 2, 1024])
 @pytest.mark.parametrize("name", list(FILES))
 def test_streamed_summary_equals_the_loaded_one(tmp_path, monkeypatch, name, batch):
     monkeypatch.setattr(validate, "_BATCH", batch)

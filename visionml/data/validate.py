@@ -19,7 +19,7 @@ from ..tasks import SEGMENTATION, canonical_task, is_detection_like
 from .reader import (LoadedData, Problem, choose_task, data_files, fitting_shapes, mismatch_problems, paused_gc,
                      read_lines, sort_problems)
 
-_BATCH = 8192
+_BATCH = 1024  # small enough that a batch is still in cache when it is counted and freed
 
 
 class Tally:
@@ -73,27 +73,34 @@ def scan_dataset(path, task: str | None = None, *, datastores: dict[str, str] | 
     sources = data_files(path, datastores or {})
     tallies: dict[str, Tally] = defaultdict(Tally)
     batches: dict[str, list] = defaultdict(list)
-    where: dict[str, list] = defaultdict(list)  # shape -> [(source, line)], for lines that turn out not to fit
+    # source -> shape -> line numbers (plain ints: nothing for the garbage collector to walk later),
+    # kept to report the lines whose shape turns out not to fit the task.
+    where: dict[str, dict[str, list[int]]] = {source: defaultdict(list) for source in sources}
     problems: list[Problem] = []
-
-    def fold(record, shape: str) -> None:
-        batch = batches[shape]
-        batch.append(record)
-        where[shape].append((record.source, record.line))
-        if len(batch) >= _BATCH:
-            tallies[shape].add(batch)
-            batch.clear()
-
     with paused_gc():
         for source in sources:
+            lines = where[source]
+
+            def fold(record, shape: str) -> None:
+                batch = batches[shape]
+                batch.append(record)
+                lines[shape].append(record.line)
+                if len(batch) >= _BATCH:
+                    tallies[shape].add(batch)
+                    batch.clear()
+
             read_lines(source, wanted, datastores or {}, fold, problems)
         for shape, batch in batches.items():
             tallies[shape].add(batch)
-        final, inferred = choose_task(wanted, Counter({s: len(w) for s, w in where.items()}), sources)
+        shape_counts = Counter()
+        for by_shape in where.values():
+            shape_counts.update({shape: len(numbers) for shape, numbers in by_shape.items()})
+        final, inferred = choose_task(wanted, shape_counts, sources)
         fits = fitting_shapes(final) if final else set()
         if final:
-            problems.extend(mismatch_problems(final, inferred, [(source, line, shape) for shape, refs in where.items()
-                                                                if shape not in fits for source, line in refs]))
+            odd = [(source, line, shape) for source, by_shape in where.items() for shape, numbers in by_shape.items()
+                   if shape not in fits for line in numbers]
+            problems.extend(mismatch_problems(final, inferred, odd))
         sort_problems(problems, sources)
         total = Tally()
         for shape in fits & tallies.keys():
