@@ -1,5 +1,6 @@
 """COCO evaluation speed: visionml's ``detection_metrics`` against plain pycocotools ``COCOeval``
-on the same synthetic data, measured in one run, interleaved, with the 12 summary numbers compared.
+on the same synthetic data, measured in one run, interleaved, with the 12 summary numbers compared (faster-coco-eval used directly is timed too,
+for reference: visionml's call also returns per-class AP, precision, recall and PR curves).
 
     .venv/bin/python benchmarks/bench_metrics.py [--repeats 3]
 
@@ -117,6 +118,22 @@ def run_pycocotools(dataset, results, iou_type):
     return time.perf_counter() - start, np.asarray(ev.stats[:12])
 
 
+def run_faster_coco_eval(dataset, results, iou_type):
+    """The library visionml wraps, used directly the pycocotools way (for reference)."""
+    import copy
+
+    from faster_coco_eval import COCO, COCOeval_faster
+
+    dataset, results = copy.deepcopy(dataset), copy.deepcopy(results)
+    start = time.perf_counter()
+    gt = COCO(dataset)
+    ev = COCOeval_faster(gt, gt.loadRes(results), iou_type, print_function=lambda *_: None)
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
+    return time.perf_counter() - start, np.asarray(ev.stats[:12])
+
+
 def run_visionml(ground_truth, predictions, iou_type):
     start = time.perf_counter()
     metrics = detection_metrics(ground_truth, predictions, LABELS, iou_type=iou_type, metric_type="coco")
@@ -127,13 +144,15 @@ def run_visionml(ground_truth, predictions, iou_type):
 
 def compare(name, ground_truth, predictions, iou_type, repeats):
     dataset, results = to_coco_dicts(ground_truth, predictions, iou_type)
-    times = {"pycocotools": [], "visionml": []}
+    times = {"pycocotools": [], "visionml": [], "faster-coco-eval alone": []}
     stats = {}
     for _ in range(repeats):  # interleaved, so both see the same machine load
         t, stats["pycocotools"] = run_pycocotools(dataset, results, iou_type)
         times["pycocotools"].append(t)
         t, stats["visionml"] = run_visionml(ground_truth, predictions, iou_type)
         times["visionml"].append(t)
+        t, stats["faster-coco-eval alone"] = run_faster_coco_eval(dataset, results, iou_type)
+        times["faster-coco-eval alone"].append(t)
     base = statistics.median(times["pycocotools"])
     print(f"\n{name}")
     for who, ts in times.items():
