@@ -14,6 +14,7 @@ import math
 import multiprocessing
 import os
 import shutil
+import socket
 import sys
 import time
 import traceback
@@ -276,6 +277,7 @@ def _start(study, settings, storage_url, run_dir, ctx, concurrency, log) -> _Run
         study.tell(trial, state=TrialState.FAIL)
         raise VisionMLError(f"cannot sample trial {trial.number}: {exc}") from exc
     trial.set_user_attr("hyperparameters", hp)
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     trial_dir = run_dir / "trials" / str(trial.number)
     trial.set_user_attr("run_dir", str(trial_dir))
     threads = max(1, (os.cpu_count() or 1) // concurrency)
@@ -434,7 +436,7 @@ def _train_trial(payload: dict) -> dict:
 # ---------------------------------------------------------------- outputs
 
 def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=2))
     os.replace(tmp, path)
 
@@ -457,6 +459,7 @@ def _rows(study) -> tuple[list[dict], list[str]]:
             **{n: hp.get(n, "") for n in names},
             "metric_per_evaluation": json.dumps({int(k): round(v, 6) for k, v in sorted(t.intermediate_values.items())}),
             "seconds": t.user_attrs.get("seconds", ""),
+            "worker": t.user_attrs.get("worker", ""),
             "error": t.user_attrs.get("error", ""),
             "run_dir": t.user_attrs.get("run_dir", ""),
         })
@@ -465,12 +468,13 @@ def _rows(study) -> tuple[list[dict], list[str]]:
 
 def _write_outputs(study, run_dir: Path) -> None:
     rows, names = _rows(study)
-    fields = ["trial", "status", "primary_metric", *names, "metric_per_evaluation", "seconds", "error", "run_dir"]
+    fields = ["trial", "status", "primary_metric", *names, "metric_per_evaluation", "seconds", "worker", "error",
+              "run_dir"]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields)
     writer.writeheader()
     writer.writerows(rows)
-    tmp = run_dir / "trials.csv.tmp"
+    tmp = run_dir / f"trials.csv.{os.getpid()}.tmp"  # workers on one machine may write at once
     tmp.write_text(buf.getvalue())
     os.replace(tmp, run_dir / "trials.csv")
     _update_best(study, run_dir)
@@ -487,7 +491,7 @@ def _update_best(study, run_dir: Path) -> None:
         return
     if not src.is_dir():
         return
-    staging = run_dir / "best.tmp"
+    staging = run_dir / f"best.{os.getpid()}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(src, staging / "model")
     metrics = src.parent / "metrics.json"
@@ -495,10 +499,13 @@ def _update_best(study, run_dir: Path) -> None:
         shutil.copy2(metrics, staging / "metrics.json")
     _write_json(staging / "trial.json", {"trial": best.number, "primary_metric": best.value,
                                          "hyperparameters": best.user_attrs.get("hyperparameters", {})})
-    old = run_dir / "best.old"
-    if (run_dir / "best").exists():
-        os.replace(run_dir / "best", old)
-    os.replace(staging, run_dir / "best")
+    old = run_dir / f"best.{os.getpid()}.old"
+    try:
+        if (run_dir / "best").exists():
+            os.replace(run_dir / "best", old)
+        os.replace(staging, run_dir / "best")
+    except OSError:  # another worker on this machine swapped it in at the same moment
+        shutil.rmtree(staging, ignore_errors=True)
     shutil.rmtree(old, ignore_errors=True)
 
 

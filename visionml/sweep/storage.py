@@ -29,7 +29,7 @@ def open_storage(url: str):
         except Exception as exc:  # sqlalchemy/driver errors: say what to check
             raise VisionMLError(f"cannot open the sweep storage {_redact(url)}: {exc}. Check that the "
                                 "database server is running, reachable and the user may create tables; "
-                                "for PostgreSQL install the driver with pip install visionml[postgres].") from None
+                                "for PostgreSQL install the driver with pip install 'visionml[postgres]' (psycopg).") from None
     if scheme:
         raise VisionMLError(f"unsupported storage URL scheme {scheme!r}: use postgresql://, mysql://, "
                             "sqlite:/// or a file path (an Optuna journal file)")
@@ -44,5 +44,6 @@ def _redact(url: str) -> str:
     if "@" in url and "://" in url:
         head, tail = url.split("://", 1)
         cred, host = tail.rsplit("@", 1)
-        return f"{head}://{cred.split(':', 1)[0]}:***@{host}"
+        if ":" in cred:
+            return f"{head}://{cred.split(':', 1)[0]}:***@{host}"
     return url
