@@ -1,6 +1,7 @@
 """COCO evaluation speed: visionml's ``detection_metrics`` against plain pycocotools ``COCOeval``
-on the same synthetic data, measured in one run, interleaved, with the 12 summary numbers compared (faster-coco-eval used directly is timed too,
-for reference: visionml's call also returns per-class AP, precision, recall and PR curves).
+on the same synthetic data, measured in one run, interleaved, with the 12 summary numbers compared
+(faster-coco-eval used directly is timed too, for reference: visionml's call also returns
+per-class AP, precision, recall and PR curves).
 
     .venv/bin/python benchmarks/bench_metrics.py [--repeats 3]
 
@@ -173,8 +174,8 @@ def main():
     bbox_ratio, bbox_diff = compare("bbox: 500 images x 10 GT x 100 detections, 5 classes", gt, pred, "bbox",
                                     args.repeats)
     gt, pred = make_segm_data()
-    segm_ratio, segm_diff = compare("segm: 100 images (640x480) x 10 GT polygons x 100 RLE detections, 5 classes", gt, pred,
-                                    "segm", args.repeats)
+    segm_ratio, segm_diff = compare("segm: 100 images (640x480) x 10 GT polygons x 100 RLE detections, 5 classes",
+                                    gt, pred, "segm", args.repeats)
     print(f"\nbbox {bbox_ratio:.2f}x (target >= 3x), segm {segm_ratio:.2f}x (target >= 2x); "
           f"stats identical: {max(bbox_diff, segm_diff) < 1e-12}")
 

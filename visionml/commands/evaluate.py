@@ -92,7 +92,8 @@ def summary(metrics: dict) -> str:
         mark = "  (primary)" if name == primary else ""
         lines.append(f"  {name:<26}{_fmt(metrics.get(name))}{mark}")
     if "coco" in metrics:
-        lines.append(f"  {'coco AP@[.5:.95] / AP50':<26}{_fmt(metrics['coco']['AP'])} / {_fmt(metrics['coco']['AP50'])}")
+        coco = metrics["coco"]
+        lines.append(f"  {'coco AP@[.5:.95] / AP50':<26}{_fmt(coco['AP'])} / {_fmt(coco['AP50'])}")
         lines.append(f"  ({metrics['metric_type']}, IoU threshold {metrics['iou_threshold']:g}, "
                      f"{metrics['iou_type']})")
     lines.append("")
