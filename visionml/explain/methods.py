@@ -102,12 +102,17 @@ def integrated_gradients(em: ExplainModel, x: torch.Tensor, target: int, n_steps
     return attr
 
 
+def _needs_grad(x: torch.Tensor) -> torch.Tensor:
+    """captum would set requires_grad on the caller's tensor itself, with a warning each time."""
+    return x.detach().clone().requires_grad_(True)
+
+
 def guided_backprop(em: ExplainModel, x: torch.Tensor, target: int) -> torch.Tensor:
     """captum guided backprop of the class logit (as the method's paper defines it)."""
     from captum.attr import GuidedBackprop
 
     with em.lock:
-        return GuidedBackprop(em.model).attribute(x, target=target)
+        return GuidedBackprop(em.model).attribute(_needs_grad(x), target=target)
 
 
 def guided_gradcam(em: ExplainModel, x: torch.Tensor, target: int, layer_name: str) -> torch.Tensor:
@@ -116,7 +121,7 @@ def guided_gradcam(em: ExplainModel, x: torch.Tensor, target: int, layer_name: s
 
     layer = em.model.get_submodule(layer_name)
     with em.lock:
-        return GuidedGradCam(em.model, layer).attribute(x, target=target)
+        return GuidedGradCam(em.model, layer).attribute(_needs_grad(x), target=target)
 
 
 def gradcam_layer(model: nn.Module, model_name: str | None) -> str:
