@@ -12,11 +12,12 @@ import torch
 from PIL import Image
 
 from visionml.config import resolve_hyperparameters
+from visionml.data.sample import CLASSES
 from visionml.modelio import make_manifest, save_model_folder
 from visionml.models.registry import build_model
 from visionml.tasks import DETECTION, MULTICLASS, MULTILABEL, SEGMENTATION
 
-LABELS = ["can", "carton", "milk_bottle", "water_bottle"]
+LABELS = list(CLASSES)  # the sample data's classes
 
 # The box head runs once per proposal: 1000 by default, far more work than these tests need.
 FEW_PROPOSALS = {"rpn_pre_nms_top_n_test": 200, "rpn_post_nms_top_n_test": 100}
@@ -25,7 +26,7 @@ FEW_PROPOSALS = {"rpn_pre_nms_top_n_test": 200, "rpn_post_nms_top_n_test": 100}
 # overrides (as a deployment's --set would) to get boxes to compare.
 TINY = {
     MULTICLASS: ("resnet18", {"validation_resize_size": 72, "validation_crop_size": 64}),
-    MULTILABEL: ("mobilenet_v3_large", {"validation_resize_size": 80, "validation_crop_size": 64}),
+    MULTILABEL: ("resnet18", {"validation_resize_size": 80, "validation_crop_size": 64}),
     DETECTION: ("fasterrcnn_resnet18_fpn",
                 {"min_size": 128, "max_size": 160, "box_score_threshold": 0.3, "box_detections_per_image": 20, **FEW_PROPOSALS}),
     SEGMENTATION: ("maskrcnn_resnet18_fpn",
@@ -91,3 +92,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def sample_images(tmp_path_factory):
+    """Two images of the synthetic sample data (224x168 shapes on textured backgrounds) and one
+    of another size and aspect, so detectors are checked off the size they were traced at."""
+    from visionml.data.sample import make_sample_data
+
+    root = tmp_path_factory.mktemp("sample")
+    make_sample_data(DETECTION, root, n=2, seed=1)
+    odd = root / "odd.png"
+    odd.write_bytes(image_bytes(width=150, height=210, fmt="PNG", seed=3))
+    return [*sorted((root / "images").glob("*.jpg")), odd]

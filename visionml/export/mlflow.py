@@ -9,6 +9,8 @@ saved model holds no pickled objects.
 
 from __future__ import annotations
 
+import shutil
+import warnings
 from pathlib import Path
 
 from ..errors import VisionMLError
@@ -43,13 +45,9 @@ def export_mlflow(model_dir, out_dir, overrides: dict | None = None) -> Path:
     ``overrides`` (inference settings, checked now) are stored in the MLmodel's ``model_config``
     and applied whenever the model is loaded."""
     mlflow = require_mlflow()
-    from mlflow.models.signature import ModelSignature
-    from mlflow.types.schema import ColSpec, Schema
-
     from ..modelio import read_manifest
     from ..predict.settings import resolve_settings
     from .files import publish, staging_folder
-    from .pyfunc import IMAGE_COLUMN
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     manifest = read_manifest(model_dir)
@@ -59,25 +57,33 @@ def export_mlflow(model_dir, out_dir, overrides: dict | None = None) -> Path:
     with staging_folder(out_dir) as tmp:
         entry = tmp / ENTRY_SCRIPT
         entry.write_text(_ENTRY_CODE, encoding="utf-8")
-        mlflow.pyfunc.save_model(
-            path=str(tmp / "model"), python_model=str(entry), artifacts={"model": str(_stage_model(model_dir, tmp))},
-            signature=ModelSignature(inputs=Schema([ColSpec("string", IMAGE_COLUMN)])),
-            model_config={"backend": "torch", "overrides": dict(overrides or {})},
-            pip_requirements=_requirements(), metadata={"visionml_task": manifest["task"]})
+        with warnings.catch_warnings():
+            # MLflow suggests type hints and an input example; the explicit signature covers both.
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\.")
+            _save(mlflow, tmp, entry, model_dir, overrides, manifest)
         if out_dir.exists():  # a previous MLflow export: replace it whole, no stale files left
-            import shutil
-
             shutil.rmtree(out_dir)
         publish(tmp / "model", out_dir)
     return out_dir
+
+
+def _save(mlflow, tmp: Path, entry: Path, model_dir: Path, overrides, manifest: dict) -> None:
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema
+
+    from .pyfunc import IMAGE_COLUMN
+
+    mlflow.pyfunc.save_model(
+        path=str(tmp / "model"), python_model=str(entry), artifacts={"model": str(_stage_model(model_dir, tmp))},
+        signature=ModelSignature(inputs=Schema([ColSpec("string", IMAGE_COLUMN)])),
+        model_config={"backend": "torch", "overrides": dict(overrides or {})},
+        pip_requirements=_requirements(), metadata={"visionml_task": manifest["task"]})
 
 
 def _stage_model(model_dir: Path, tmp: Path) -> Path:
     """The model folder's own files (manifest, weights, an ONNX export if there is one) in a
     folder named ``model``, so the artifact is always ``artifacts/model`` and nothing else that
     happens to sit in the model folder is copied."""
-    import shutil
-
     from ..modelio import MANIFEST, WEIGHTS
 
     staged = tmp / "source" / "model"
