@@ -160,3 +160,15 @@ def test_round_significant_keeps_five_digits_and_prints_short():
     assert rounded.tolist()[:3] == [-0.00042969, 0.001309, 0.0]
     assert rounded[3] == 123457.0
     assert json.dumps(rounded[4].item()) == "7.7791e-12"
+
+
+def test_xrai_top_regions_are_whole_regions():
+    from visionml.explain.render import top_regions_mask
+
+    xrai_map = np.zeros((10, 10))
+    xrai_map[:2, :5] = 3.0   # 10% best region
+    xrai_map[5:, :] = 1.0    # 50% region: does not fit in 30% with the first
+    xrai_map[2:5, :] = 2.0   # 30% region: 10% + 30% > 30%, left out too
+    assert top_regions_mask(xrai_map).sum() == 10
+    assert top_regions_mask(xrai_map, 0.4).sum() == 40
+    assert top_regions_mask(np.ones((4, 4))).all()  # one region: it is the top one

@@ -46,8 +46,20 @@ def _overlay(image: np.ndarray, heat: np.ndarray) -> np.ndarray:
     return (image * (1.0 - alpha) + colors * alpha).astype(np.uint8)
 
 
+def top_regions_mask(xrai_hw: np.ndarray, fraction: float = _TOP_FRACTION) -> np.ndarray:
+    """XRAI's best regions whose area adds up to at most ``fraction`` of the image (at least one).
+
+    Whole regions, best first: a percentile cut would split the tie of a large region's pixels
+    and show, say, all of a low-scoring background that happens to straddle the cut."""
+    values, counts = np.unique(xrai_hw, return_counts=True)
+    values, counts = values[::-1], counts[::-1]
+    fits = np.cumsum(counts) <= fraction * xrai_hw.size
+    fits[0] = True
+    return np.isin(xrai_hw, values[fits])
+
+
 def _top_regions(image: np.ndarray, xrai_hw: np.ndarray) -> np.ndarray:
-    keep = xrai_hw >= np.percentile(xrai_hw, 100 * (1 - _TOP_FRACTION))
+    keep = top_regions_mask(xrai_hw)
     return np.where(keep[..., None], image, (image * 0.15).astype(np.uint8))
 
 
