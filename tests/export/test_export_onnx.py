@@ -139,34 +139,28 @@ def test_settings_fixed_in_the_graph_are_refused(onnx_dirs, task, overrides, mes
     assert "visionml export" in str(info.value) and "--backend torch" in str(info.value)
 
 
-def test_export_with_set_fixes_new_values(model_dirs, sample_images, tmp_path, capsys):
-    out = tmp_path / "crop48"
-    settings = ["--set", "validation_resize_size=56", "--set", "validation_crop_size=48"]
-    assert main(["export", "--model", str(model_dirs[MULTICLASS]), "--format", "onnx", "-o", str(out), *settings]) == 0
-    assert "model.onnx" in capsys.readouterr().err
-    manifest = json.loads((out / "visionml.json").read_text())
-    assert manifest["preprocessing"]["crop_size"] == 48 and manifest["preprocessing"]["resize_size"] == 56
-    onnx_out = visionml.load_model(out, backend="onnx").predict(sample_images[:2])
-    torch_out = visionml.load_model(model_dirs[MULTICLASS], validation_resize_size=56,
-                                    validation_crop_size=48).predict(sample_images[:2])
-    for a, b in zip(torch_out, onnx_out):
-        np.testing.assert_allclose(b["probs"], a["probs"], atol=1e-4, rtol=0)
-
-
-def test_export_into_the_model_folder_serves_both_backends(model_dirs, sample_images, tmp_path):
+def test_export_into_the_model_folder_with_new_settings(model_dirs, sample_images, tmp_path, capsys):
+    """``-o MODEL_DIR`` adds the ONNX files beside the weights, so one folder serves both backends;
+    ``--set`` fixes another crop in the graph and in the manifest both backends read."""
     folder = shutil.copytree(model_dirs[MULTICLASS], tmp_path / "model")
-    assert main(["export", "--model", str(folder), "--format", "onnx", "-o", str(folder)]) == 0
+    settings = ["--set", "validation_resize_size=56", "--set", "validation_crop_size=48"]
+    assert main(["export", "--model", str(folder), "--format", "onnx", "-o", str(folder), *settings]) == 0
+    assert "model.onnx" in capsys.readouterr().err
     assert (folder / "weights.safetensors").is_file() and (folder / "model.onnx").is_file()
-    a = visionml.load_model(folder).predict(sample_images[:1])[0]
-    b = visionml.load_model(folder, backend="onnx").predict(sample_images[:1])[0]
-    np.testing.assert_allclose(b["probs"], a["probs"], atol=1e-4, rtol=0)
+    manifest = json.loads((folder / "visionml.json").read_text())
+    assert manifest["preprocessing"]["crop_size"] == 48 and manifest["preprocessing"]["resize_size"] == 56
+    torch_model = visionml.load_model(folder)
+    assert torch_model.settings["validation_crop_size"] == 48
+    for a, b in zip(torch_model.predict(sample_images[:2]),
+                    visionml.load_model(folder, backend="onnx").predict(sample_images[:2])):
+        np.testing.assert_allclose(b["probs"], a["probs"], atol=1e-4, rtol=0)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
 
 
 # -- the CLI and the endpoint ----------------------------------------------------------------
 
 def test_predict_cli_backend_onnx_writes_the_torch_answers(model_dirs, onnx_dirs, sample_images, tmp_path):
-    files = [str(p) for p in sample_images]
+    files = [str(p) for p in sample_images[1:]]
     for backend, folder in (("torch", model_dirs[DETECTION]), ("onnx", onnx_dirs[DETECTION])):
         assert main(["predict", "--model", str(folder), *files, "--backend", backend,
                      "--set", "box_score_threshold=0.05", "-o", str(tmp_path / f"{backend}.jsonl")]) == 0
@@ -250,3 +244,9 @@ def test_onnx_backend_rejects_folders_it_cannot_run(onnx_dirs, model_dirs, tmp_p
     (foreign / "visionml.json").write_text(json.dumps(manifest))
     with pytest.raises(VisionMLError, match="onnx: missing"):
         Predictor.from_folder(foreign, backend="onnx")
+
+
+def test_explanations_need_the_torch_backend(onnx_dirs, sample_images):
+    predictor = Predictor.from_folder(onnx_dirs[MULTICLASS], backend="onnx")
+    with pytest.raises(VisionMLError, match="torch backend"):
+        predictor.predict(sample_images[:1], xai={"xai_algorithm": "integrated_gradients"})
