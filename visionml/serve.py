@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import ctypes
+import ctypes.util
 import hmac
 import logging
 import queue
+import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
-from starlette.concurrency import run_in_threadpool
 
 from .data.images import DEFAULT_MAX_PIXELS
 from .decode import DecodeError, decode_image, parse_score_item
@@ -33,6 +36,7 @@ DEFAULT_MAX_BODY_MB = 64
 DEFAULT_MAX_BATCH = 16
 DEFAULT_WINDOW_MS = 5.0
 DEFAULT_MAX_QUEUE = 256  # requests waiting for the model; beyond it new ones get 503
+IDLE_TRIM_S = 1.0  # after this long without requests, freed memory goes back to the OS
 
 
 class RequestError(Exception):
@@ -89,12 +93,19 @@ class MicroBatcher:
         return job.future
 
     def _loop(self) -> None:
+        worked = False
         while True:
-            job = self._queue.get()
+            try:
+                job = self._queue.get(timeout=IDLE_TRIM_S if worked else None)
+            except queue.Empty:
+                release_free_memory()
+                worked = False
+                continue
             if job is self._STOP:
                 return
             batch, stop = self._gather(job)
             self._run(batch)
+            worked = True
             if stop:
                 return
 
@@ -139,6 +150,24 @@ class MicroBatcher:
             except VisionMLError as exc:
                 raise RequestError(400, str(exc), index) from exc
         return outputs
+
+
+def release_free_memory() -> None:
+    """Return freed heap pages to the OS (glibc's malloc_trim). Batches of varying size leave
+    glibc holding freed activation memory, which reads as a slowly growing RSS; trimming when
+    idle keeps a long-running server's footprint flat without slowing it under load."""
+    global _LIBC
+    if _LIBC is None:
+        try:
+            _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            _LIBC.malloc_trim.argtypes = [ctypes.c_size_t]
+        except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to do
+            _LIBC = False
+    if _LIBC:
+        _LIBC.malloc_trim(0)
+
+
+_LIBC = None
 
 
 # -- request parsing (pure, runs in the thread pool) ---------------------------------------------
@@ -244,6 +273,9 @@ class _Server:
         self.batcher_args = (max_batch, window_s, max_queue)
         self.batcher: MicroBatcher | None = None
         self.load_error: str | None = None
+        # Decoding has its own few threads: enough to keep the model fed, few enough not to fight
+        # it for the cores (and each thread that allocates grows malloc's per-thread arenas).
+        self.decoder = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="visionml-decode")
 
     def start(self) -> None:
         if self.predictor is not None:
@@ -266,6 +298,7 @@ class _Server:
     def stop(self) -> None:
         if self.batcher is not None:
             self.batcher.stop()
+        self.decoder.shutdown(wait=False, cancel_futures=True)
 
     def authorized(self, request: Request) -> bool:
         if not self.api_key:
@@ -281,7 +314,7 @@ class _Server:
             return _error(503, "the model is still loading; retry when GET /ready answers 200",
                           headers={"Retry-After": "1"})
         body = await read_body(request, self.max_body_bytes)
-        job = await run_in_threadpool(parse_request, body, self.max_pixels)
+        job = await asyncio.get_running_loop().run_in_executor(self.decoder, parse_request, body, self.max_pixels)
         request.state.items = len(job.images)
         try:
             future = self.batcher.submit(job)
