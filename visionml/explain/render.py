@@ -96,5 +96,6 @@ def render_png(image: np.ndarray, algorithm: str, label: str, probability: float
         canvas.paste(panel, (left, title_h))
         draw.text((left, title_h + panel_h + 3), caption, fill="black", font=_font(13))
     buffer = io.BytesIO()
-    canvas.save(buffer, format="PNG", optimize=False)
+    # zlib level 1: a fifth of the default level's time for a file ~10% larger (photos barely compress)
+    canvas.save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
