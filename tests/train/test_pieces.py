@@ -78,3 +78,20 @@ def test_early_stopping_waits_for_delay_then_patience():
             stopped_at = epoch
             break
     assert state.best_epoch == 4 and stopped_at == 6
+
+
+def test_one_epoch_with_a_progress_bar_and_gradient_accumulation(capsys):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 2))
+    loader = [(torch.rand(2, 3, 4, 4), torch.tensor([0, 1])) for _ in range(3)]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    before = model[1].weight.detach().clone()
+    stats = train_one_epoch(model, loader, optimizer, scheduler, ADAPTERS["image_classification"],
+                            nn.CrossEntropyLoss(), device=torch.device("cpu"),
+                            precision=resolve_precision("bf16", torch.device("cpu")), epoch=1,
+                            accumulation=2, progress=True)
+    assert stats["images"] == 6 and stats["loss"] > 0
+    assert scheduler.last_epoch == 2  # 3 batches in groups of 2: two optimizer steps
+    assert not torch.equal(before, model[1].weight)
+    assert "epoch 1" in capsys.readouterr().err  # the tqdm bar
