@@ -15,7 +15,8 @@ from .conftest import FAST
 
 def _options(data, output, overrides=None, **extra) -> TrainOptions:
     settings = dict(item.split("=") for item in FAST["multiclass"])
-    settings.update(number_of_epochs=2, warmup_cosine_lr_warmup_epochs=0, early_stopping=False, **(overrides or {}))
+    settings.update({"number_of_epochs": 2, "warmup_cosine_lr_warmup_epochs": 0, "early_stopping": False,
+                     **(overrides or {})})
     return TrainOptions(task="multiclass", training_data=data["train"], validation_data=data["val"],
                         output=output, pretrained=False, preset="cpu", seed=3, precision="fp32", device="cpu",
                         overrides=settings, **extra)
