@@ -78,74 +78,111 @@ def train(options: TrainOptions) -> RunResult:
 run = train
 
 
+@dataclass
+class Parts:
+    """Everything an epoch works with, built once per run."""
+
+    settings: Settings
+    run_dir: Path
+    info: distributed.DistInfo
+    device: torch.device
+    precision: Precision
+    model: torch.nn.Module
+    trained: torch.nn.Module
+    """``model``, or its DistributedDataParallel wrapper under torchrun."""
+    train_loader: object
+    val_loader: object
+    adapter: object
+    criterion: object
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    accumulation: int
+    progress: bool
+    log: object
+
+
 def _train(options: TrainOptions, info: distributed.DistInfo) -> RunResult:
     started = time.perf_counter()
     log = _logger(info)
     run_dir = Path(distributed.broadcast(info, _output_dir(options) if info.is_main else None))
     settings = _settings(options, run_dir)
     _on_main(info, rundir.prepare, run_dir, options.resume)
-
     train_records, val_records, settings.labels = _load_data(settings, run_dir, info, log)
+    parts = _build(options, info, settings, run_dir, train_records, val_records, log)
+
+    state = State()
+    if options.resume:
+        state = _restore(run_dir, parts.model, parts.optimizer, parts.scheduler, parts.precision, info)
+        if state.finished:
+            log(f"{run_dir} already finished ({state.stop_reason}); nothing to resume")
+            return _result(run_dir, settings, state, time.perf_counter() - started)
+    log(f"training {settings.model_name} for {settings.task} on {len(train_records)} images "
+        f"({len(val_records)} for validation), {len(settings.labels)} classes, device {parts.device}, "
+        f"precision {parts.precision.name}"
+        + (f", DistributedDataParallel over {info.world_size} processes" if info.enabled else "")
+        + f", run folder {run_dir}")
+
+    best_eval = None
+    while not state.finished:
+        evaluation = _epoch(parts, state, options.on_evaluation)
+        best_eval = evaluation if evaluation is not None else best_eval
+    if info.is_main:
+        _finish(run_dir, state, settings, parts.model, parts.val_loader, parts.adapter, parts.device,
+                parts.precision, best_eval)
+    distributed.barrier(info)
+    return _result(run_dir, settings, state, time.perf_counter() - started)
+
+
+def _build(options: TrainOptions, info, settings: Settings, run_dir: Path, train_records, val_records, log) -> Parts:
+    """Device, seeds, config.json, model, loaders, loss and optimizer: everything before epoch 1."""
     device = _device(options.device, info)
     precision = resolve_precision(settings.run["precision"], device)
     _seed_everything(settings.run["seed"] + info.rank)
     _on_main(info, rundir.write_json, run_dir / rundir.CONFIG, settings.to_json())
     _hint_cpu_time(settings, len(train_records), device, log)
-
     model = _build_model(settings, options, device, log)
-    trained = _wrap_ddp(model, device, info)
     train_loader = _train_loader(settings, train_records, options, info, device)
-    val_loader = _val_loader(settings, val_records, options, info, device)
     adapter = ADAPTERS[settings.task]
     criterion = adapter.make_criterion(settings.hp, settings.labels, train_records)
-    criterion = criterion.to(device) if criterion is not None else None
     accumulation = int(settings.hp.get("gradient_accumulation_step") or 1)
     optimizer = build_optimizer(model.parameters(), settings.hp)
     scheduler = build_scheduler(optimizer, settings.hp, math.ceil(len(train_loader) / accumulation))
-
-    state = State()
-    if options.resume:
-        state = _restore(run_dir, model, optimizer, scheduler, precision, info)
-        if state.finished:
-            log(f"{run_dir} already finished ({state.stop_reason}); nothing to resume")
-            return _result(run_dir, settings, state, time.perf_counter() - started)
     progress = bool(options.progress if options.progress is not None else sys.stderr.isatty()) and info.is_main
-    log(f"training {settings.model_name} for {settings.task} on {len(train_records)} images "
-        f"({len(val_records)} for validation), {len(settings.labels)} classes, device {device}, "
-        f"precision {precision.name}"
-        + (f", DistributedDataParallel over {info.world_size} processes" if info.enabled else "")
-        + f", run folder {run_dir}")
+    return Parts(settings, run_dir, info, device, precision, model, _wrap_ddp(model, device, info), train_loader,
+                 _val_loader(settings, val_records, options, info, device), adapter,
+                 criterion.to(device) if criterion is not None else None, optimizer, scheduler, accumulation,
+                 progress, log)
 
-    epochs = int(settings.hp["number_of_epochs"])
-    best_eval = None
-    while not state.finished and state.epoch < epochs:
-        epoch = state.epoch + 1
-        if hasattr(train_loader.sampler, "set_epoch"):
-            train_loader.sampler.set_epoch(epoch)
-        stats = train_one_epoch(trained, train_loader, optimizer, scheduler, adapter, criterion, device=device,
-                                precision=precision, epoch=epoch, accumulation=accumulation, progress=progress)
-        row = _history_row(epoch, distributed.sum_scalars(info, stats), info)
-        metrics = None
-        if _evaluates(epoch, epochs, settings.hp):
-            metrics, evaluation = _validate(model, val_loader, adapter, settings, device, precision, info, progress)
-            row.update(_scalar_metrics(metrics))
-            if _update_best(state, epoch, metrics, settings):
-                best_eval = evaluation
-                _on_main(info, _save_best, run_dir, model, settings, metrics, epoch)
-            state.stop_reason = _early_stop_reason(state, epoch, settings.hp)
-        if metrics is not None and options.on_evaluation is not None and options.on_evaluation(epoch, metrics):
-            state.stop_reason = state.stop_reason or f"stopped by on_evaluation after epoch {epoch}"
-        state.history.append(row)
-        state.epoch = epoch
-        state.finished = bool(state.stop_reason) or epoch >= epochs
-        state.stop_reason = state.stop_reason or (f"completed {epochs} epochs" if state.finished else "")
-        _end_epoch(run_dir, state, model, optimizer, scheduler, precision, info)
-        log(_epoch_line(row, epochs, settings))
 
-    if info.is_main:
-        _finish(run_dir, state, settings, model, val_loader, adapter, device, precision, best_eval)
-    distributed.barrier(info)
-    return _result(run_dir, settings, state, time.perf_counter() - started)
+def _epoch(parts: Parts, state: State, on_evaluation):
+    """Train one epoch, maybe evaluate, update the best model and the checkpoint. Returns this epoch's
+    validation (ground truth, predictions) when it became the best, else None."""
+    settings, info = parts.settings, parts.info
+    epochs, epoch = int(settings.hp["number_of_epochs"]), state.epoch + 1
+    if hasattr(parts.train_loader.sampler, "set_epoch"):
+        parts.train_loader.sampler.set_epoch(epoch)
+    stats = train_one_epoch(parts.trained, parts.train_loader, parts.optimizer, parts.scheduler, parts.adapter,
+                            parts.criterion, device=parts.device, precision=parts.precision, epoch=epoch,
+                            accumulation=parts.accumulation, progress=parts.progress)
+    row = _history_row(epoch, distributed.sum_scalars(info, stats), info)
+    metrics, best_eval = None, None
+    if _evaluates(epoch, epochs, settings.hp):
+        metrics, evaluation = _validate(parts.model, parts.val_loader, parts.adapter, settings, parts.device,
+                                        parts.precision, info, parts.progress)
+        row.update(_scalar_metrics(metrics))
+        if _update_best(state, epoch, metrics, settings):
+            best_eval = evaluation
+            _on_main(info, _save_best, parts.run_dir, parts.model, settings, metrics, epoch)
+        state.stop_reason = _early_stop_reason(state, epoch, settings.hp)
+    if metrics is not None and on_evaluation is not None and on_evaluation(epoch, metrics):
+        state.stop_reason = state.stop_reason or f"stopped by on_evaluation after epoch {epoch}"
+    state.history.append(row)
+    state.epoch = epoch
+    state.finished = bool(state.stop_reason) or epoch >= epochs
+    state.stop_reason = state.stop_reason or (f"completed {epochs} epochs" if state.finished else "")
+    _end_epoch(parts.run_dir, state, parts.model, parts.optimizer, parts.scheduler, parts.precision, info)
+    parts.log(_epoch_line(row, epochs, settings))
+    return best_eval
 
 
 # ---- settings ----
