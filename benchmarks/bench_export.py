@@ -9,7 +9,8 @@ exported with ``visionml.export.export_model(..., "onnx")``:
 
 Inputs are decoded PIL images (640x480), so the figures are preprocessing + network +
 postprocessing, what a user's ``m.predict`` costs, without JPEG decoding. Both backends use the
-same thread count (``--threads``, default: every core). The two backends alternate call by call,
+same thread count (``--threads``, default PyTorch's: one per core; the onnx backend follows
+``torch.get_num_threads()``). The two backends alternate call by call,
 so load from other processes on a shared machine hits both alike; the ratio is the median of
 torch's times over the median of onnx's. It also checks the answers agree (classification
 probabilities within 1e-4).
@@ -34,7 +35,6 @@ from visionml.config import resolve_hyperparameters
 from visionml.export import export_model
 from visionml.modelio import make_manifest, save_model_folder
 from visionml.models.registry import build_model
-from visionml.predict.onnx_backend import available_cores
 from visionml.tasks import DETECTION, MULTICLASS
 
 LABELS = [f"class_{i}" for i in range(10)]
@@ -94,7 +94,8 @@ def check_agreement(predictors: dict, batch: list, task: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=available_cores())
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                        help="intra-op threads of both backends (default: PyTorch's, one per core)")
     parser.add_argument("--quick", action="store_true", help="a quarter of the rounds")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

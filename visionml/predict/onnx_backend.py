@@ -10,7 +10,6 @@ silently ignoring them.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -21,25 +20,20 @@ from ..tasks import is_classification
 ONNX_FILE = "model.onnx"
 
 
-def available_cores() -> int:
-    """CPU cores this process may use (cgroup/affinity aware where the OS says so)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS, Windows
-        return max(1, os.cpu_count() or 1)
-
-
 def session_options(threads: int | None = None):
     """ORT settings that make small-batch CPU inference fast: every graph optimisation (fusing
-    conv+BN+activation, constant folding), one intra-op thread per core, sequential execution
-    (these graphs have no parallel branches worth a second pool), and no busy-waiting threads,
-    which on a shared or busy CPU steal cycles from the work itself."""
+    conv+BN+activation, constant folding), sequential execution (these graphs have no parallel
+    branches worth a second pool), and no busy-waiting threads, which on a shared or busy CPU
+    steal cycles from the work itself. Intra-op threads: ``threads``, else PyTorch's count (one
+    per physical core unless ``OMP_NUM_THREADS`` or ``torch.set_num_threads`` says otherwise),
+    so one setting governs both backends and the shared pre/post-processing."""
     import onnxruntime as ort
+    import torch
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.intra_op_num_threads = int(threads or available_cores())
+    options.intra_op_num_threads = int(threads or torch.get_num_threads())
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
