@@ -95,6 +95,11 @@ def test_missing_mlflow_says_how_to_install_it(model_dirs, tmp_path, monkeypatch
     assert not out.exists()
 
 
+def test_export_needs_the_weights(onnx_dirs, tmp_path, capsys):
+    assert main(["export", "--model", str(onnx_dirs[MULTICLASS]), "--format", "mlflow", "-o", str(tmp_path / "m")]) == 1
+    assert "weights.safetensors: not found" in capsys.readouterr().err
+
+
 def test_export_refuses_to_mix_into_another_folder_but_replaces_its_own(model_dirs, mlflow_dirs, tmp_path, capsys):
     busy = tmp_path / "busy"
     busy.mkdir()

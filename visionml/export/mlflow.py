@@ -45,12 +45,15 @@ def export_mlflow(model_dir, out_dir, overrides: dict | None = None) -> Path:
     ``overrides`` (inference settings, checked now) are stored in the MLmodel's ``model_config``
     and applied whenever the model is loaded."""
     mlflow = require_mlflow()
-    from ..modelio import read_manifest
+    from ..modelio import WEIGHTS, read_manifest
     from ..predict.settings import resolve_settings
     from .files import publish, staging_folder
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     manifest = read_manifest(model_dir)
+    if not (model_dir / WEIGHTS).is_file():
+        raise VisionMLError(f"{model_dir / WEIGHTS}: not found; MLflow export needs the model folder with its "
+                            f"weights (RUN/model), not an ONNX export")
     resolve_settings(manifest, overrides)  # bad keys or values fail here, not at serving time
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "MLmodel").is_file():
         raise VisionMLError(f"-o {out_dir}: the folder exists and is not an MLflow model; pass a new folder")
