@@ -77,7 +77,7 @@ def test_invalid_line_stops_before_training_unless_skipped(sample_data, tmp_path
     assert main(train_args("multiclass", data, tmp_path / "strict")) == 1
     err = capsys.readouterr().err
     assert f"{bad}:4:" in err and "--skip-invalid" in err
-    assert not (tmp_path / "strict" / "checkpoints" / "last.pt").exists()
+    assert not (tmp_path / "strict").exists()  # checked before anything is written
 
     run = tmp_path / "lenient"
     assert main(train_args("multiclass", data, run, "--skip-invalid")) == 0

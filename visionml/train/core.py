@@ -106,8 +106,15 @@ def _train(options: TrainOptions, info: distributed.DistInfo) -> RunResult:
     log = _logger(info)
     run_dir = Path(distributed.broadcast(info, _output_dir(options) if info.is_main else None))
     settings = _settings(options, run_dir)
-    _on_main(info, rundir.prepare, run_dir, options.resume)
-    train_records, val_records, settings.labels = _load_data(settings, run_dir, info, log)
+    _on_main(info, rundir.check, run_dir, options.resume)
+    # All data is read and checked before the run folder is made: bad data leaves nothing behind.
+    train_records, val_records, problems, settings.labels = _load_data(settings)
+    _on_main(info, rundir.create, run_dir)
+    if problems and info.is_main:
+        from ..data.reader import write_invalid_lines
+
+        count = write_invalid_lines(problems, run_dir / rundir.INVALID_LINES)
+        log(f"skipped {count} invalid line(s); see {run_dir / rundir.INVALID_LINES}")
     parts = _build(options, info, settings, run_dir, train_records, val_records, log)
 
     state = State()
@@ -264,11 +271,11 @@ def _absolute(path) -> str | None:
 
 # ---- data ----
 
-def _load_data(settings: Settings, run_dir: Path, info, log):
-    """Read and check every line of both files before any training starts."""
-    from ..data.reader import read_dataset, write_invalid_lines
-    from ..data.resolve import parse_datastores
+def _load_data(settings: Settings):
+    """Read and check every line of both files; returns (train, validation, problems, labels)."""
     from ..data.dataset import split_train_val
+    from ..data.reader import read_dataset
+    from ..data.resolve import parse_datastores
 
     run = settings.run
     datastores = parse_datastores(run.get("datastores") or [])
@@ -277,15 +284,12 @@ def _load_data(settings: Settings, run_dir: Path, info, log):
     val = (read_dataset(run["validation_data"], settings.task, datastores=datastores, skip_invalid=skip)
            if run.get("validation_data") else None)
     problems = train.problems + (val.problems if val else [])
-    if problems and info.is_main:
-        count = write_invalid_lines(problems, run_dir / rundir.INVALID_LINES)
-        log(f"skipped {count} invalid line(s); see {run_dir / rundir.INVALID_LINES}")
     labels = settings.labels or sorted(set(train.labels) | set(val.labels if val else []))
     if val is not None:
-        return train.records, val.records, labels
+        return train.records, val.records, problems, labels
     fraction = float(settings.hp.get("validation_data_size") or 0.2)
     train_records, val_records = split_train_val(train.records, fraction, run["seed"], settings.task)
-    return train_records, val_records, labels
+    return train_records, val_records, problems, labels
 
 
 def _datasets(settings: Settings, records, train: bool, workers: int):

@@ -31,8 +31,8 @@ def next_free_dir(root: str | Path = "runs", stem: str = "train") -> Path:
     return candidate
 
 
-def prepare(run_dir: Path, resume: bool) -> None:
-    """Create a fresh run folder, or check that ``resume`` has something to resume from."""
+def check(run_dir: Path, resume: bool) -> None:
+    """Refuse to overwrite a run, or to resume one that has no checkpoint. Writes nothing."""
     if resume:
         if not (run_dir / CHECKPOINT).is_file():
             raise UsageError(f"--resume: {run_dir / CHECKPOINT} does not exist, so there is nothing to "
@@ -41,6 +41,9 @@ def prepare(run_dir: Path, resume: bool) -> None:
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise UsageError(f"{run_dir} already exists and is not empty; visionml will not overwrite a run. "
                          f"Pass --resume to continue it, or choose another --output.")
+
+
+def create(run_dir: Path) -> None:
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     (run_dir / PLOTS).mkdir(exist_ok=True)
 
