@@ -2,8 +2,8 @@
 
     python benchmarks/bench_train.py [--rounds 3] [--batches 4] [--memory]
 
-Same model builder, same seed, same DataLoader (decoded images cached in memory), same batch:
-the only difference is the loop. Rounds interleave the two loops so that load from other
+Same model builder, same seed, the same pre-decoded augmented batches, same batch size: the only
+difference is the loop (data loading is outside both timings). Rounds interleave the two loops so that load from other
 processes on a shared machine hits both alike; the figure is the median images/s over rounds.
 ``--memory`` also runs `visionml train --preset cpu` for one epoch of detection in a child
 process and reports its peak resident memory.
@@ -60,7 +60,7 @@ def new_model(task, model_name, hp, labels):
     return model, torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
 
 
-def visionml_loop(task, model, optimizer, loader, hp, labels, records, precision_name, batches):
+def visionml_loop(task, model, optimizer, batches, hp, labels, records, precision_name):
     import torch
 
     from visionml.train.adapters import ADAPTERS
@@ -69,13 +69,12 @@ def visionml_loop(task, model, optimizer, loader, hp, labels, records, precision
     adapter = ADAPTERS[task]
     criterion = adapter.make_criterion(hp, labels, records)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    subset = _first(loader, batches)
-    stats = train_one_epoch(model, subset, optimizer, scheduler, adapter, criterion, device=torch.device("cpu"),
+    stats = train_one_epoch(model, batches, optimizer, scheduler, adapter, criterion, device=torch.device("cpu"),
                             precision=resolve_precision(precision_name, torch.device("cpu")), epoch=1)
     return stats["images"] / stats["seconds"]
 
 
-def bare_loop(task, model, optimizer, loader, hp, labels, records, precision_name, batches):
+def bare_loop(task, model, optimizer, batches, hp, labels, records, precision_name):
     """torchvision's references/classification and references/detection train_one_epoch, minus logging."""
     import torch
 
@@ -83,7 +82,7 @@ def bare_loop(task, model, optimizer, loader, hp, labels, records, precision_nam
     criterion = torch.nn.CrossEntropyLoss()
     model.train()
     seen, start = 0, time.perf_counter()
-    for images, targets in _first(loader, batches):
+    for images, targets in batches:
         with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
             if task == "image_classification":
                 loss = criterion(model(images), targets)
@@ -96,36 +95,33 @@ def bare_loop(task, model, optimizer, loader, hp, labels, records, precision_nam
     return seen / (time.perf_counter() - start)
 
 
-class _first:
-    """The first ``n`` batches of a loader, materialised once so both loops see identical batches."""
-
-    def __init__(self, loader, n):
-        self.batches = []
-        for batch in loader:
-            self.batches.append(batch)
-            if len(self.batches) == n:
-                break
-
-    def __iter__(self):
-        return iter(self.batches)
-
-    def __len__(self):
-        return len(self.batches)
+def first_batches(loader, n: int) -> list:
+    """The first ``n`` batches, decoded and augmented once, outside the timed region: both loops
+    train on identical tensors and neither pays for data loading."""
+    batches = []
+    for batch in loader:
+        batches.append(batch)
+        if len(batches) == n:
+            break
+    return batches
 
 
-def throughput(case: str, data_dir: Path, rounds: int, batches: int) -> list[dict]:
+def throughput(case: str, data_dir: Path, rounds: int, n_batches: int) -> list[dict]:
     task, model_name, hp, loaded, loader = build(case, data_dir)
+    batches = first_batches(loader, n_batches)
     rows = []
     for precision in ("fp32", "bf16"):
         loops = {"visionml": visionml_loop, "bare": bare_loop}
         state = {name: new_model(task, model_name, hp, loaded.labels) for name in loops}
         for name, loop in loops.items():  # warm-up: first-call allocations and kernel selection
-            loop(task, *state[name], loader, hp, loaded.labels, loaded.records, precision, 1)
+            loop(task, *state[name], batches[:1], hp, loaded.labels, loaded.records, precision)
         speeds = {name: [] for name in loops}
-        for _ in range(rounds):
-            for name, loop in loops.items():
-                speeds[name].append(loop(task, *state[name], loader, hp, loaded.labels, loaded.records,
-                                         precision, batches))
+        for round_ in range(rounds):
+            # Alternate which loop goes first, so that neither always runs right after the other.
+            order = list(loops.items()) if round_ % 2 == 0 else list(reversed(loops.items()))
+            for name, loop in order:
+                speeds[name].append(loop(task, *state[name], batches, hp, loaded.labels, loaded.records,
+                                         precision))
         row = {"case": case, "precision": precision,
                **{name: statistics.median(values) for name, values in speeds.items()}}
         row["ratio"] = row["visionml"] / row["bare"]
