@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._args import int_at_least
+
 # Kept here (not imported from visionml.convert) so that `visionml --help` stays cheap.
 FROM_FORMATS = ("coco", "voc", "yolo", "imagefolder", "csv", "masks", "jsonl")
 TO_FORMATS = ("jsonl", "coco", "yolo")
@@ -33,7 +35,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--separator", metavar="SEP",
                         help="csv: the separator between labels in the labels column "
                         "(default: whitespace)")
-    parser.add_argument("--max-polygon-points", type=_positive_int, default=100, metavar="N",
+    parser.add_argument("--max-polygon-points", type=int_at_least(3, "a polygon needs at least 3 points"), default=100, metavar="N",
                         help="masks and COCO RLE: simplify each traced object to at most N "
                         "points (default 100, Azure's max_number_of_polygon_points)")
     parser.add_argument("--voc-difficult", choices=("keep", "crowd", "drop"), default="keep",
@@ -46,14 +48,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 3:
-        raise argparse.ArgumentTypeError("a polygon needs at least 3 points")
-    return value
 
 
 def run(args) -> int:

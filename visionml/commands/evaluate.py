@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._args import int_at_least
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -18,7 +20,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--plots", metavar="DIR", help="write PNG plots into this folder")
     parser.add_argument("--datastore", action="append", default=[], metavar="NAME=DIR",
                         help="map an azureml:// datastore in DATA to a local folder (repeatable)")
-    parser.add_argument("--batch-size", type=_positive_int, default=None, metavar="N",
+    parser.add_argument("--batch-size", type=int_at_least(1), default=None, metavar="N",
                         help="images per forward pass (default: the model's validation_batch_size)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="change an inference setting, e.g. --set box_score_threshold=0.05 (repeatable)")
@@ -29,14 +31,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def run(args) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._args import int_at_least
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -15,7 +17,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True, metavar="MODEL_DIR", help="a model folder (RUN/model)")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or JSONL files")
     parser.add_argument("--output", "-o", metavar="FILE", help="JSON lines file to write (default: stdout)")
-    parser.add_argument("--batch-size", type=_positive_int, default=None, metavar="N",
+    parser.add_argument("--batch-size", type=int_at_least(1), default=None, metavar="N",
                         help="images per forward pass (default: the model's validation_batch_size)")
     parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                         help="torch (the model folder) or onnx (a folder from `visionml export --format onnx`)")
@@ -28,14 +30,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def run(args) -> int:
