@@ -6,15 +6,13 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from visionml.cli import main
-from visionml.config import resolve_hyperparameters
 from visionml.data.reader import read_dataset
 from visionml.data.sample import make_sample_data
-from visionml.modelio import make_manifest, save_model_folder
-from visionml.models.registry import build_model
 from visionml.tasks import MULTICLASS, SEGMENTATION
+
+from support import make_untrained_model_folder
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
@@ -28,11 +26,7 @@ TINY = {
 
 def make_model_folder(path, task, labels):
     name, hp = TINY[task]
-    hp = resolve_hyperparameters(task, {"model_name": name, **hp})
-    torch.manual_seed(0)
-    model = build_model(name, task, len(labels), pretrained=False, hp=hp)
-    save_model_folder(path, model, make_manifest(task, name, labels, hp))
-    return path
+    return make_untrained_model_folder(path, task, name, labels, hp)
 
 
 @pytest.fixture(scope="module")

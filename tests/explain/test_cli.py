@@ -6,23 +6,16 @@ from PIL import Image
 
 from visionml.cli import main
 from visionml.commands.explain import ALGORITHMS
-from visionml.config import resolve_hyperparameters
 from visionml.explain import XAI_ALGORITHMS
-from visionml.modelio import make_manifest, save_model_folder
-from visionml.models.registry import build_model
 from visionml.tasks import DETECTION, MULTICLASS, MULTILABEL
+
+from support import make_untrained_model_folder
 
 LABELS = ["can", "carton", "milk bottle", "water_bottle"]
 
 
 def _model_folder(path, task, name="resnet18", **hp):
-    import torch
-
-    hp = resolve_hyperparameters(task, {"model_name": name, **hp})
-    torch.manual_seed(0)
-    model = build_model(name, task, len(LABELS), pretrained=False, hp=hp)
-    save_model_folder(path, model, make_manifest(task, name, LABELS, hp))
-    return path
+    return make_untrained_model_folder(path, task, name, LABELS, hp)
 
 
 @pytest.fixture(scope="module")
@@ -85,10 +78,7 @@ def test_vit_guided_gradcam_is_a_clear_error(tmp_path, image_file, capsys):
 
 
 def test_detection_model_is_refused(tmp_path, image_file, capsys):
-    folder = tmp_path / "det"
-    hp = resolve_hyperparameters(DETECTION, {"model_name": "fasterrcnn_mobilenet_v3_large_fpn"})
-    model = build_model("fasterrcnn_mobilenet_v3_large_fpn", DETECTION, 2, pretrained=False, hp=hp)
-    save_model_folder(folder, model, make_manifest(DETECTION, "fasterrcnn_mobilenet_v3_large_fpn", ["a", "b"], hp))
+    folder = make_untrained_model_folder(tmp_path / "det", DETECTION, "fasterrcnn_mobilenet_v3_large_fpn", ["a", "b"])
     assert main(["explain", "--model", str(folder), str(image_file)]) == 1
     assert "classification" in capsys.readouterr().err
 

@@ -1,10 +1,9 @@
 """The schema doc's XAI request against a real uvicorn server serving a model folder."""
 
 import base64
+import contextlib
 import io
 import json
-import threading
-import time
 
 import httpx
 import numpy as np
@@ -13,46 +12,25 @@ from PIL import Image
 
 from visionml.tasks import MULTICLASS, MULTILABEL
 
+from support import ThreadServer
+
 from .test_cli import LABELS, _model_folder
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """One uvicorn server per classification task, in threads of this process; always stopped."""
-    import uvicorn
-
     from visionml.predict import Predictor
     from visionml.serve import create_app
 
     root = tmp_path_factory.mktemp("xai_serve")
     small = {"validation_resize_size": 72, "validation_crop_size": 64}
-    servers, urls = [], {}
-    try:
+    with contextlib.ExitStack() as stack:
+        urls = {}
         for task in (MULTICLASS, MULTILABEL):
             predictor = Predictor.from_folder(_model_folder(root / task, task, **small))
-            port = _free_port()
-            server = uvicorn.Server(uvicorn.Config(create_app(predictor), host="127.0.0.1", port=port,
-                                                   log_level="warning", access_log=False))
-            thread = threading.Thread(target=server.run, daemon=True)
-            thread.start()
-            servers.append((server, thread))
-            deadline = time.monotonic() + 60
-            while not server.started and time.monotonic() < deadline:
-                time.sleep(0.05)
-            urls[task] = f"http://127.0.0.1:{port}"
+            urls[task] = stack.enter_context(ThreadServer(create_app(predictor))).url
         yield urls
-    finally:
-        for server, thread in servers:
-            server.should_exit = True
-            thread.join(timeout=15)
 
 
 def _request(xai_parameters, explain=True):

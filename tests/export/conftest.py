@@ -11,11 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
-from visionml.config import resolve_hyperparameters
 from visionml.data.sample import CLASSES
-from visionml.modelio import make_manifest, save_model_folder
-from visionml.models.registry import build_model
 from visionml.tasks import DETECTION, MULTICLASS, MULTILABEL, SEGMENTATION
+
+from support import make_untrained_model_folder
 
 LABELS = list(CLASSES)  # the sample data's classes
 
@@ -41,19 +40,19 @@ def _few_threads():
     torch.set_num_threads(2)
 
 
-def make_model_folder(path, task: str, **hp_overrides):
-    name, hp = TINY[task]
-    hp = resolve_hyperparameters(task, {"model_name": name, **hp, **hp_overrides})
-    torch.manual_seed(0)
-    model = build_model(name, task, len(LABELS), pretrained=False, hp=hp)
+def _spread_box_scores(model) -> None:
     if hasattr(model, "roi_heads"):
         # A random box classifier gives every class about 1/5: scores that tie across boxes, so the
         # detection cap would cut between equal scores. Larger weights spread the scores out, as
         # training does, and make "the same boxes" a well-defined test.
         with torch.no_grad():
             model.roi_heads.box_predictor.cls_score.weight.mul_(4)
-    save_model_folder(path, model, make_manifest(task, name, LABELS, hp))
-    return path
+
+
+def make_model_folder(path, task: str, **hp_overrides):
+    name, hp = TINY[task]
+    return make_untrained_model_folder(path, task, name, LABELS, {**hp, **hp_overrides},
+                                       adjust=_spread_box_scores)
 
 
 @pytest.fixture(scope="session")
@@ -84,14 +83,6 @@ def image_bytes(width=120, height=90, fmt="JPEG", seed=0) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, format=fmt)
     return buf.getvalue()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,9 @@ from visionml.geometry import polygon_norm_to_abs, polygons_abs_to_mask
 from visionml.predict import Predictor
 from visionml.tasks import DETECTION, MULTICLASS, MULTILABEL, SEGMENTATION, TASKS
 
-from .conftest import LABELS, LOW_THRESHOLD, free_port
+from support import ThreadServer
+
+from .conftest import LABELS, LOW_THRESHOLD
 
 
 # -- the exported folder ---------------------------------------------------------------------
@@ -172,29 +174,15 @@ def test_predict_cli_backend_onnx_writes_the_torch_answers(model_dirs, onnx_dirs
 
 def test_serve_with_the_onnx_backend_answers_score_requests(onnx_dirs, model_dirs, sample_images):
     import base64
-    import threading
-    import time
-
     import httpx
-    import uvicorn
 
     from visionml.serve import create_app
 
     predictor = Predictor.from_folder(onnx_dirs[MULTICLASS], backend="onnx")
-    server = uvicorn.Server(uvicorn.Config(create_app(predictor), host="127.0.0.1", port=free_port(),
-                                           log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
+    with ThreadServer(create_app(predictor)) as server:
         data = [base64.encodebytes(p.read_bytes()).decode() for p in sample_images[:2]]
-        response = httpx.post(f"http://127.0.0.1:{server.config.port}/score",
+        response = httpx.post(server.url + "/score",
                               json={"input_data": {"columns": ["image"], "data": data}}, timeout=60)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
     assert response.status_code == 200, response.text
     expected = visionml.load_model(model_dirs[MULTICLASS]).predict([p.read_bytes() for p in sample_images[:2]])
     for a, b in zip(expected, response.json()):

@@ -11,10 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from visionml.config import resolve_hyperparameters
-from visionml.modelio import make_manifest, save_model_folder
-from visionml.models.registry import build_model
 from visionml.tasks import DETECTION, MULTICLASS, MULTILABEL, SEGMENTATION
+
+from support import ThreadServer, free_port, make_untrained_model_folder
 
 LABELS = ["can", "carton", "milk_bottle", "water_bottle"]
 
@@ -40,11 +39,7 @@ def _few_threads():
 
 def make_model_folder(path, task: str, **hp_overrides):
     name, hp = TINY[task]
-    hp = resolve_hyperparameters(task, {"model_name": name, **hp, **hp_overrides})
-    torch.manual_seed(0)
-    model = build_model(name, task, len(LABELS), pretrained=False, hp=hp)
-    save_model_folder(path, model, make_manifest(task, name, LABELS, hp))
-    return path
+    return make_untrained_model_folder(path, task, name, LABELS, {**hp, **hp_overrides})
 
 
 @pytest.fixture(scope="session")
@@ -85,14 +80,6 @@ def b64(data: bytes) -> str:
 # -- servers ------------------------------------------------------------------------------------
 
 API_KEY = "test-key-0123456789"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ServeProcess:
@@ -163,32 +150,3 @@ def servers(model_dirs, predictors):
         proc.stop()
         for server in threads.values():
             server.__exit__(None, None, None)
-
-
-class ThreadServer:
-    """uvicorn serving an app in a thread of the test process, for tests that need a predictor
-    double (a slow model) or a loader; stopped by the fixture."""
-
-    def __init__(self, app):
-        import threading
-
-        import uvicorn
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    access_log=False))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self):
-        import time
-
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(timeout=15)

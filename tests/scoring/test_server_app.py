@@ -14,7 +14,9 @@ import httpx
 from visionml.serve import MicroBatcher, create_app
 from visionml.tasks import MULTICLASS
 
-from .conftest import ThreadServer, image_bytes
+from support import ThreadServer
+
+from .conftest import image_bytes
 
 BODY = json.dumps({"input_data": {"columns": ["image"], "data": [base64.b64encode(image_bytes()).decode()]}})
 

@@ -6,7 +6,6 @@ import csv
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -14,18 +13,14 @@ import time
 
 import pytest
 
+from support import free_port
+
 from .conftest import FAST, write_job
 
 
 def _pg_bin(name: str) -> str | None:
     found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
     return found[-1] if found else shutil.which(name)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -39,7 +34,7 @@ def postgres_url():
     base = tempfile.mkdtemp(prefix="visionml-pg-")
     if as_user:
         shutil.chown(base, "postgres")
-    data, port = os.path.join(base, "data"), _free_port()
+    data, port = os.path.join(base, "data"), free_port()
     subprocess.run([*as_user, initdb, "-D", data, "-A", "trust", "-U", "postgres"], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     subprocess.run([*as_user, pg_ctl, "-D", data, "-l", os.path.join(base, "log"), "-w", "-o",
