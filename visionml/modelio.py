@@ -7,12 +7,11 @@ safetensors file, so a model folder can come from anyone without running their c
 from __future__ import annotations
 
 import json
-import os
 import platform
-import tempfile
 from pathlib import Path
 
 from .errors import VisionMLError
+from .fileio import atomic_path
 from .tasks import SEGMENTATION, TASKS, is_classification
 
 FORMAT_VERSION = 1
@@ -151,14 +150,8 @@ def _check_manifest(manifest, path: Path) -> None:
 
 
 def _atomic_write(target: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(target) as tmp:
+        write(str(tmp))
 
 
 def _jsonable(value):

@@ -58,14 +58,10 @@ def write_json(path, data: dict) -> None:
     """Write under a temporary name, then rename: a reader never sees half a file. NaN is
     refused (the metrics never produce it; strict JSON readers reject it)."""
     import json
-    import os
-    from pathlib import Path
 
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(tmp, target)
+    from ..fileio import write_bytes_atomic
+
+    write_bytes_atomic(path, (json.dumps(data, indent=2, allow_nan=False) + "\n").encode("utf-8"))
 
 
 _HEADLINE = {

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import geometry
+from ..fileio import atomic_path
 from ..data.records import ImageRecord, ObjectLabel
 
 # Coordinates are written with 6 decimals: 1e-6 of a 100,000 px side is 0.1 px, well inside the
@@ -228,15 +229,8 @@ def atomic_file(out: Path, force: bool):
     """Yield a temporary path beside ``out``; on success it replaces ``out`` in one rename, so a
     failed conversion never leaves half a file."""
     check_not_exists(out, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(out) as tmp:
+        yield tmp
 
 
 @contextmanager

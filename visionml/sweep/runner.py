@@ -25,6 +25,7 @@ import optuna
 from optuna.trial import TrialState
 
 from ..errors import VisionMLError
+from ..fileio import write_bytes_atomic
 from .automode import automode_space
 from .pruners import pruner_from_policy
 from .space import Distribution, grid, parse_search_space
@@ -448,9 +449,7 @@ def _train_trial(payload: dict) -> dict:
 # ---------------------------------------------------------------- outputs
 
 def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+    write_bytes_atomic(path, json.dumps(data, indent=2).encode())
 
 
 def _rows(study) -> tuple[list[dict], list[str]]:
@@ -486,9 +485,7 @@ def _write_outputs(study, run_dir: Path) -> None:
     writer = csv.DictWriter(buf, fieldnames=fields)
     writer.writeheader()
     writer.writerows(rows)
-    tmp = run_dir / f"trials.csv.{os.getpid()}.tmp"  # workers on one machine may write at once
-    tmp.write_text(buf.getvalue())
-    os.replace(tmp, run_dir / "trials.csv")
+    write_bytes_atomic(run_dir / "trials.csv", buf.getvalue().encode())  # unique temp name: workers may race
     _update_best(study, run_dir)
 
 

@@ -7,15 +7,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import UsageError, VisionMLError
+from ..fileio import write_bytes_atomic
 
 MODEL_DIR, CONFIG, HISTORY, METRICS = "model", "config.json", "history.csv", "metrics.json"
 CHECKPOINT, PLOTS, INVALID_LINES = "checkpoints/last.pt", "plots", "invalid_lines.jsonl"
@@ -50,17 +49,7 @@ def create(run_dir: Path) -> None:
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same folder and rename it: a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, data, fsync=True)
 
 
 def write_json(path: Path, obj) -> None:
