@@ -66,17 +66,23 @@ def test_evaluate_writes_metrics_and_plots(setups, task, primary, tmp_path, caps
         assert sum(m["num_predictions"] for m in metrics["per_label_metrics"].values()) > 0
 
 
-def test_inference_settings_can_be_changed(setups, tmp_path, capsys):
+def test_box_score_threshold_decides_precision_and_recall_not_ap(setups, tmp_path, capsys):
     model, data = setups[SEGMENTATION]
-    output = tmp_path / "metrics.json"
-    rc = main(["evaluate", "--model", str(model), "--data", str(data), "--output", str(output),
-               "--set", "box_score_threshold=1.0"])
+    runs = {}
+    for threshold in ("0.05", "1.0"):
+        output = tmp_path / f"metrics-{threshold}.json"
+        rc = main(["evaluate", "--model", str(model), "--data", str(data), "--output", str(output),
+                   "--set", f"box_score_threshold={threshold}"])
+        assert rc == 0
+        runs[threshold] = json.loads(output.read_text())
     capsys.readouterr()
-    assert rc == 0
-    metrics = json.loads(output.read_text())
-    # nothing scores above 1.0: no predictions, a defined zero
-    assert sum(m["num_predictions"] for m in metrics["per_label_metrics"].values()) == 0
-    assert metrics["mean_average_precision"] == 0.0
+    counted = {t: sum(m["num_predictions"] for m in r["per_label_metrics"].values()) for t, r in runs.items()}
+    # Nothing scores 1.0: a deployment at that threshold returns no box, so nothing is counted ...
+    assert counted["1.0"] == 0 < counted["0.05"]
+    assert runs["1.0"]["precision"] == 0.0 and runs["1.0"]["recall"] == 0.0
+    # ... while AP integrates over the same boxes (down to 0.05) either way.
+    for key in ("mean_average_precision", "coco_mean_average_precision", "coco"):
+        assert runs["1.0"][key] == runs["0.05"][key]
 
 
 def test_data_of_another_task_is_a_clear_error(setups, capsys):

@@ -8,11 +8,13 @@ orientation applied, the same image the predictor sees); predictions come from
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
 
 from .errors import VisionMLError
+from .models.detection import AP_SCORE_FLOOR
 from .tasks import MULTICLASS, MULTILABEL, PRIMARY_METRIC, SEGMENTATION, canonical_task, is_detection_like
 
 
@@ -43,9 +45,14 @@ def metrics_for_task(task: str, ground_truth, predictions, labels: list[str], hp
     metrics = detection_metrics(ground_truth, predictions, labels,
                                 iou_type="segm" if task == SEGMENTATION else "bbox",
                                 metric_type=metric_type,
-                                iou_threshold=float(hp.get("validation_iou_threshold") or 0.5))
+                                iou_threshold=float(hp.get("validation_iou_threshold") or 0.5),
+                                score_threshold=_number_or_none(hp.get("box_score_threshold")))
     metrics["notes"] = notes + metrics["notes"]
     return metrics
+
+
+def _number_or_none(value):
+    return None if value is None else float(value)
 
 
 def save_plots(task: str, ground_truth, predictions, labels: list[str], metrics: dict, out_dir) -> list[Path]:
@@ -77,13 +84,17 @@ def evaluate_model(model_dir, data, *, datastores: dict[str, str] | None = None,
 def evaluate_predictor(predictor, data, *, datastores: dict[str, str] | None = None, plots_dir=None,
                        batch_size: int | None = None, progress: bool = False) -> dict:
     """``evaluate_model`` for an already loaded predictor (anything with ``task``, ``labels``,
-    ``settings`` and ``raw_predict(pil_images)``)."""
+    ``settings`` and ``raw_predict(pil_images)``; with ``scoring_down_to(threshold)``, as
+    ``Predictor`` has, detectors are scored down to ``AP_SCORE_FLOOR`` for AP)."""
     from .data.reader import read_dataset
 
     task = canonical_task(predictor.task)
     loaded = read_dataset(data, task, datastores=datastores)
     _check_labels(loaded, predictor.labels, task)
-    ground_truth, predictions = _score(predictor, loaded.records, task, batch_size, progress)
+    # AP from boxes down to a low score; precision/recall at the deployment's threshold (metrics_for_task).
+    floor = getattr(predictor, "scoring_down_to", None)
+    with floor(AP_SCORE_FLOOR) if floor is not None else contextlib.nullcontext():
+        ground_truth, predictions = _score(predictor, loaded.records, task, batch_size, progress)
     metrics = metrics_for_task(task, ground_truth, predictions, predictor.labels, predictor.settings)
     if plots_dir is not None:
         save_plots(task, ground_truth, predictions, predictor.labels, metrics, plots_dir)

@@ -59,6 +59,31 @@ def test_hand_computed_average_precision_at_iou_05():
     assert any("dog" in note for note in m["notes"])
 
 
+def test_score_threshold_counts_precision_and_recall_but_not_ap():
+    # The deployment's box_score_threshold 0.75 keeps d0 (crowd), d1 (TP) and d2 (FP): TP 1, FP 1.
+    m = detection_metrics(HAND_GT, HAND_PRED, LABELS, iou_threshold=0.5, score_threshold=0.75)
+    cat = m["per_label_metrics"]["cat"]
+    assert (cat["true_positives"], cat["false_positives"], cat["num_predictions"]) == (1, 1, 3)
+    assert cat["precision"] == pytest.approx(1 / 2) and cat["recall"] == pytest.approx(1 / 3)
+    # AP still integrates over every prediction given, as without the threshold.
+    assert cat["average_precision"] == pytest.approx(56 / 101, abs=1e-12)
+    assert m["coco"]["AP"] == pytest.approx(56 / 101, abs=1e-12)
+    # A threshold under every score changes nothing; one over every score leaves no predictions.
+    assert detection_metrics(HAND_GT, HAND_PRED, LABELS, score_threshold=0.1) == detection_metrics(
+        HAND_GT, HAND_PRED, LABELS)
+    none = detection_metrics(HAND_GT, HAND_PRED, LABELS, score_threshold=0.99)["per_label_metrics"]["cat"]
+    assert (none["true_positives"], none["num_predictions"], none["precision"], none["recall"]) == (0, 0, 0.0, 0.0)
+
+
+def test_score_threshold_filters_predicted_masks_with_their_boxes():
+    ground_truth, predictions = random_detection_case(3, images=12, classes=2, segm=True)
+    full = detection_metrics(ground_truth, predictions, LABELS, iou_type="segm")
+    cut = detection_metrics(ground_truth, predictions, LABELS, iou_type="segm", score_threshold=0.5)
+    assert cut["mean_average_precision"] == full["mean_average_precision"]
+    kept = sum(int((np.asarray(p["scores"]) >= 0.5).sum()) for p in predictions)
+    assert sum(m["num_predictions"] for m in cut["per_label_metrics"].values()) == kept
+
+
 def test_hand_computed_at_a_threshold_off_the_coco_grid():
     m = detection_metrics(HAND_GT, HAND_PRED, LABELS, metric_type="voc", iou_threshold=0.4)
     # IoU 0.4: d2 now matches C. Ranked TP, TP, TP, FP: recall reaches 1 at precision 1, so AP = 1.

@@ -43,7 +43,7 @@ MAX_DETS = 100  # COCO's per-image, per-class cap; Azure's box_detections_per_im
 
 def detection_metrics(ground_truth: list[dict], predictions: list[dict], labels: list[str], *,
                       iou_type: str = "bbox", metric_type: str = "voc",
-                      iou_threshold: float = 0.5) -> dict:
+                      iou_threshold: float = 0.5, score_threshold: float | None = None) -> dict:
     """Azure's detection / instance-segmentation metrics for one evaluation set.
 
     ``ground_truth[i]``: ``{"height", "width", "boxes": [N, 4] xyxy pixels, "labels": int[N]
@@ -53,6 +53,12 @@ def detection_metrics(ground_truth: list[dict], predictions: list[dict], labels:
     way pycocotools rasterises COCO polygons).
     ``predictions[i]``: ``{"boxes", "scores", "labels"}`` plus ``"masks"`` for segm (bool
     [N, H, W], [N, 1, H, W], or a list of COCO RLE dicts).
+
+    ``score_threshold``: the deployment's ``box_score_threshold``. AP integrates over every
+    prediction given (give them down to a low score, as COCO does: a cut at 0.3 truncates the
+    precision-recall curve and understates AP), while ``precision``/``recall`` and the TP/FP
+    counts count only predictions scoring at least ``score_threshold``: what a served model
+    returns. None: every prediction counts for both.
     """
     _check_arguments(ground_truth, predictions, labels, iou_type, metric_type, iou_threshold)
     coco_gt = _coco_ground_truth(ground_truth, labels, iou_type)
@@ -65,7 +71,13 @@ def detection_metrics(ground_truth: list[dict], predictions: list[dict], labels:
         at_threshold, t_index = _run_cocoeval(coco_gt, coco_dt, iou_type, iou_threshold=iou_threshold,
                                               cached_ious=grid.ious), 0
     crowd_hits = _crowd_matches(coco_gt, coco_dt, iou_type, iou_threshold, grid.ious)
-    per_label = _per_label(grid, at_threshold, t_index, crowd_hits, coco_gt, coco_dt, labels)
+    counted = (at_threshold, t_index, crowd_hits, coco_dt)
+    kept = _above(predictions, score_threshold)
+    if kept is not predictions:  # precision and recall over the predictions a deployment returns
+        coco_kept = _coco_detections(coco_gt, kept, len(labels), iou_type)
+        counted = (_run_cocoeval(coco_gt, coco_kept, iou_type, iou_threshold=iou_threshold), 0,
+                   _crowd_matches(coco_gt, coco_kept, iou_type, iou_threshold, None), coco_kept)
+    per_label = _per_label(grid, at_threshold, t_index, counted, coco_gt, labels)
     return _assemble(grid, per_label, _pr_curve(at_threshold, t_index, labels), coco_gt,
                      iou_type, metric_type, iou_threshold)
 
@@ -302,7 +314,33 @@ def _quiet(*_args, **_kwargs):
     """faster-coco-eval prints progress through this; metrics calls stay silent."""
 
 
-def _per_label(grid, at_threshold, t_index, crowd_hits, coco_gt, coco_dt, labels):
+def _above(predictions: list[dict], score_threshold: float | None) -> list[dict]:
+    """``predictions`` without the entries scoring under ``score_threshold`` (the same list when
+    none is under it, so that the caller can skip a second evaluation)."""
+    if score_threshold is None:
+        return predictions
+    keep = [np.asarray(p.get("scores", []), dtype=np.float64).reshape(-1) >= float(score_threshold)
+            for p in predictions]
+    if all(k.all() for k in keep):
+        return predictions
+    out = []
+    for pred, k in zip(predictions, keep):
+        where = np.flatnonzero(k)
+        item = dict(pred)
+        for key in ("boxes", "scores", "labels"):
+            if pred.get(key) is not None:
+                item[key] = np.asarray(pred[key])[where] if len(where) else np.asarray(pred[key])[:0]
+        masks = pred.get("masks")
+        if masks is not None:
+            item["masks"] = [masks[i] for i in where] if isinstance(masks, list) else np.asarray(masks)[where]
+        out.append(item)
+    return out
+
+
+def _per_label(grid, at_threshold, t_index, counted, coco_gt, labels):
+    """Per class: AP from ``at_threshold``/``grid``; precision, recall and TP/FP from ``counted``
+    = (evaluation at the IoU threshold, its index, crowd matches, the predictions counted)."""
+    count_eval, count_index, crowd_hits, coco_dt = counted
     n_gt = np.zeros(len(labels), dtype=np.int64)
     for ann in coco_gt.anns.values():
         if not ann["iscrowd"]:
@@ -310,7 +348,7 @@ def _per_label(grid, at_threshold, t_index, crowd_hits, coco_gt, coco_dt, labels
     n_dt = _counted_predictions(coco_dt, len(labels))
     out = {}
     for k, name in enumerate(labels):
-        recall = _defined(at_threshold.eval["recall"][t_index, k, 0, -1])
+        recall = _defined(count_eval.eval["recall"][count_index, k, 0, -1])
         # COCO's recall is TP / GT exactly, so TP comes back as an integer
         tp = int(round(recall * n_gt[k])) if recall is not None else 0
         scored = int(n_dt[k] - crowd_hits[k])  # predictions that are TP or FP

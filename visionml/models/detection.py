@@ -8,6 +8,8 @@ arriving here already includes that background class (``registry.build_model`` a
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from ..errors import UsageError
 from ..tasks import DETECTION, SEGMENTATION
 from .registry import register
@@ -37,6 +39,28 @@ _ONE_STAGE_KEYS = {
     "nms_iou_threshold": "nms_thresh",
     "box_detections_per_image": "detections_per_img",
 }
+
+
+# Validation and `visionml evaluate` collect boxes down to this score to compute AP, as
+# torchvision's references and COCO do; a deployment's higher box_score_threshold still decides
+# precision and recall (metrics.detection_metrics(score_threshold=...)).
+AP_SCORE_FLOOR = 0.05
+
+
+@contextmanager
+def score_threshold_at_most(model, threshold: float = AP_SCORE_FLOOR):
+    """Inside the block the detector keeps boxes down to ``threshold`` (where its own threshold is
+    higher); its own threshold is back afterwards, on errors too. A no-op for classifiers."""
+    holders = [m for m in (model, getattr(model, "roi_heads", None))
+               if m is not None and isinstance(getattr(m, "score_thresh", None), (int, float))]
+    saved = [holder.score_thresh for holder in holders]
+    try:
+        for holder in holders:
+            holder.score_thresh = min(float(holder.score_thresh), float(threshold))
+        yield
+    finally:
+        for holder, value in zip(holders, saved):
+            holder.score_thresh = value
 
 
 def detector_kwargs(family: str, hp: dict) -> dict:

@@ -6,6 +6,7 @@ exporters all hold one ``Predictor``, so an image gets the same answer everywher
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..data.images import DEFAULT_MAX_PIXELS
@@ -39,6 +40,7 @@ class Predictor:
         self.settings = resolve_settings(manifest, overrides)
         self.max_pixels = max_pixels
         self.batch_size = int(self.settings["validation_batch_size"])
+        self._score_floor: float | None = None  # set by scoring_down_to
         if is_classification(self.task):
             self._transform = self._classification_transform()
         elif model is not None:
@@ -55,6 +57,27 @@ class Predictor:
                                 f"e.g. RUN/model from `visionml train`)")
         runner, model, manifest = load_backend(backend, model_dir, device)
         return cls(runner, manifest, model=model, overrides=overrides, model_dir=model_dir)
+
+    @contextmanager
+    def scoring_down_to(self, threshold: float):
+        """Inside the block detectors return boxes down to ``threshold`` (for AP, see
+        ``visionml.evaluate``) while ``settings["box_score_threshold"]`` keeps the deployment's
+        value; the model's own threshold is back afterwards. A no-op for classifiers."""
+        from ..models.detection import score_threshold_at_most
+
+        if is_classification(self.task):
+            yield
+            return
+        deployment = self.settings["box_score_threshold"]
+        self._score_floor = min(float(deployment), float(threshold))
+        try:
+            if self.model is not None:
+                with score_threshold_at_most(self.model, self._score_floor):
+                    yield
+            else:
+                yield
+        finally:
+            self._score_floor = None
 
     # -- preprocessing ---------------------------------------------------------------------
     def _classification_transform(self):
@@ -101,7 +124,9 @@ class Predictor:
 
             return postprocess.class_probabilities(self.backend.run(torch.stack(inputs)), self.task)
         with_masks = self.task == SEGMENTATION
-        return [postprocess.detections(o, self.settings, with_masks) for o in self.backend.run(inputs)]
+        settings = self.settings if self._score_floor is None else {**self.settings,
+                                                                   "box_score_threshold": self._score_floor}
+        return [postprocess.detections(o, settings, with_masks) for o in self.backend.run(inputs)]
 
     def predict(self, images, xai=None, filenames=None) -> list[dict]:
         """Azure's output object for each image (a path, bytes, a base64 string or a PIL image).

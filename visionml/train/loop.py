@@ -117,12 +117,17 @@ def evaluate(model, loader, adapter, hp: dict, *, device, precision: Precision, 
     """Predict every validation batch; returns (ground-truth items, prediction items), in loader order."""
     from tqdm.auto import tqdm
 
+    from ..models.detection import score_threshold_at_most
+
     model.eval()
     gts, preds = [], []
-    for images, targets in tqdm(loader, desc="validate", leave=False, disable=not progress, dynamic_ncols=True):
-        images, targets = adapter.to_device(images, targets, device)
-        with precision.autocast():
-            batch_gt, batch_pred = adapter.eval_batch(model, images, targets, hp)
-        gts.extend(batch_gt)
-        preds.extend(batch_pred)
+    # Detectors: boxes down to a low score for AP; the metrics apply box_score_threshold to P/R.
+    with score_threshold_at_most(model):
+        for images, targets in tqdm(loader, desc="validate", leave=False, disable=not progress,
+                                    dynamic_ncols=True):
+            images, targets = adapter.to_device(images, targets, device)
+            with precision.autocast():
+                batch_gt, batch_pred = adapter.eval_batch(model, images, targets, hp)
+            gts.extend(batch_gt)
+            preds.extend(batch_pred)
     return gts, preds
