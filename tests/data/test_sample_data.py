@@ -153,3 +153,15 @@ def _dilate(mask, k):
     from scipy.ndimage import binary_dilation
 
     return binary_dilation(mask, iterations=k)
+
+
+def test_three_large_shapes_always_find_room():
+    # Two large shapes placed first can leave no room for a third at its drawn size: the third
+    # shrinks instead of failing (this once stopped `sample-data --n 4000` for multi-label).
+    from visionml.data.sample import _place_shapes
+    from visionml.tasks import MULTILABEL
+
+    rng = np.random.default_rng(0)
+    for _ in range(3000):
+        polygons = _place_shapes(MULTILABEL, ["star", "square", "circle"], 192, 192, rng)
+        assert len(polygons) == 3

@@ -173,14 +173,16 @@ def _place_shapes(task: str, classes: list[str], width: int, height: int,
     for cls in classes:
         radius = rng.uniform(lo, hi) * short
         polygon = None
-        for attempt in range(200):
+        # Shrink every 50 tries, down to half the smallest size: with two large shapes already
+        # placed the third can need it (1 image in a few thousand multi-label ones).
+        for attempt in range(1000):
             if attempt and attempt % 50 == 0:
-                radius *= 0.8
+                radius = max(radius * 0.8, 0.5 * lo * short)
             polygon = _try_place(cls, radius, width, height, margin, rng)
             if polygon is not None and not any(_boxes_close(polygon, p, 3.0) for p in placed):
                 break
             polygon = None
-        if polygon is None:  # pragma: no cover - three small shapes always fit
+        if polygon is None:  # pragma: no cover - three half-size shapes always fit
             raise RuntimeError("could not place the sample shapes")
         placed.append(polygon)
     return placed
