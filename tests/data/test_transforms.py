@@ -28,6 +28,23 @@ def test_classification_sizes_follow_hyperparameters(task):
     assert build_transforms(task, {"validation_crop_size": None}, train=False)(img).shape == (3, 224, 224)
 
 
+def test_multilabel_crops_keep_most_of_the_image():
+    """Every object of a multi-label image is part of its label, so training crops keep >= 70% of
+    the area: an object in the middle fifth of the image is always kept whole, while multi-class
+    crops (>= 25%) sometimes cut it (the box, carried through the same pipeline, touches the edge)."""
+    image = _image(100, 100)
+    centre = tv_tensors.BoundingBoxes([[40, 40, 60, 60]], format="XYXY", canvas_size=(100, 100))
+
+    def kept_whole(task):
+        torch.manual_seed(0)
+        pipeline = build_transforms(task, {"training_crop_size": 64}, train=True)
+        boxes = [pipeline(image, centre)[1][0] for _ in range(300)]
+        return sum(bool(b[0] > 0 and b[1] > 0 and b[2] < 64 and b[3] < 64) for b in boxes) / len(boxes)
+
+    assert kept_whole(MULTILABEL) == 1.0
+    assert kept_whole(MULTICLASS) < 0.95
+
+
 def test_classification_output_is_imagenet_normalised():
     out = build_transforms(MULTICLASS, {}, train=False)(_image(value=255))
     expected = (1.0 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torchvision.transforms import v2
 
-from ..tasks import canonical_task, is_classification
+from ..tasks import MULTILABEL, canonical_task, is_classification
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -24,6 +24,9 @@ CLASSIFICATION_DEFAULTS = {"training_crop_size": 224, "validation_resize_size": 
 # torchvision's default lower bound (0.08) often crops the labelled object out of an image
 # whose object covers a fraction of it; a quarter of the area keeps it in nearly always.
 RANDOM_CROP_SCALE = (0.25, 1.0)
+# A multi-label image's label is every object in it: a crop that leaves one out makes the label
+# wrong. Crops keep at least 70% of the area (objects near the border still lose a little).
+MULTILABEL_CROP_SCALE = (0.7, 1.0)
 
 
 def _hp_int(hp: dict | None, key: str) -> int:
@@ -42,13 +45,13 @@ def build_transforms(task: str, hp: dict | None = None, train: bool = False) -> 
     """The v2 pipeline for ``task``: augmenting when ``train``, deterministic otherwise."""
     task = canonical_task(task)
     if is_classification(task):
-        return _classification(hp, train)
+        return _classification(hp, train, MULTILABEL_CROP_SCALE if task == MULTILABEL else RANDOM_CROP_SCALE)
     return _detection(train)
 
 
-def _classification(hp: dict | None, train: bool) -> v2.Compose:
+def _classification(hp: dict | None, train: bool, crop_scale=RANDOM_CROP_SCALE) -> v2.Compose:
     if train:
-        geometry = [v2.RandomResizedCrop(_hp_int(hp, "training_crop_size"), scale=RANDOM_CROP_SCALE,
+        geometry = [v2.RandomResizedCrop(_hp_int(hp, "training_crop_size"), scale=crop_scale,
                                          antialias=True),
                     v2.RandomHorizontalFlip(),
                     v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2)]
