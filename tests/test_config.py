@@ -128,3 +128,7 @@ def test_cpu_time_hint_names_the_preset_only_when_slow():
     assert cpu_time_hint(DETECTION, slow, 1000, device="cuda:0") is None
     assert cpu_time_hint(DETECTION, resolve_hyperparameters(DETECTION, {}, "cpu"), 120) is None
     assert cpu_time_hint(MULTICLASS, resolve_hyperparameters(MULTICLASS, {}, "cpu"), 120) is None
+    # A big set under the preset itself gets no hint: its only advice is the preset.
+    preset = resolve_hyperparameters(DETECTION, {}, "cpu")
+    assert cpu_time_hint(DETECTION, preset, 100_000) is not None
+    assert cpu_time_hint(DETECTION, preset, 100_000, preset="cpu") is None

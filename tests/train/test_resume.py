@@ -29,12 +29,16 @@ def _interrupt_at_epoch_2(epoch, metrics):
 
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(sample_data, tmp_path, capsys):
     data = sample_data("multiclass")
-    whole = train(_options(data, tmp_path / "whole"))
+    whole = train(_options(data, tmp_path / "whole", overrides={"checkpoint_frequency": 2}))
     assert whole.epochs_run == 2
+    # checkpoint_frequency 2 keeps epoch 2's checkpoint beside last.pt, and not epoch 1's.
+    assert sorted(p.name for p in (tmp_path / "whole/checkpoints").iterdir()) == ["epoch_002.pt", "last.pt"]
+    kept = torch.load(tmp_path / "whole/checkpoints/epoch_002.pt", map_location="cpu", weights_only=True)
+    assert kept["epoch"] == 2
 
     interrupted = tmp_path / "interrupted"
     try:
-        train(_options(data, interrupted, on_evaluation=_interrupt_at_epoch_2))
+        train(_options(data, interrupted, overrides={"checkpoint_frequency": 2}, on_evaluation=_interrupt_at_epoch_2))
     except KeyboardInterrupt:
         pass
     assert torch.load(interrupted / "checkpoints/last.pt", map_location="cpu", weights_only=True)["epoch"] == 1

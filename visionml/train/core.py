@@ -187,7 +187,8 @@ def _epoch(parts: Parts, state: State, on_evaluation):
     state.epoch = epoch
     state.finished = bool(state.stop_reason) or epoch >= epochs
     state.stop_reason = state.stop_reason or (f"completed {epochs} epochs" if state.finished else "")
-    _end_epoch(parts.run_dir, state, parts.model, parts.optimizer, parts.scheduler, parts.precision, info)
+    _end_epoch(parts.run_dir, state, parts.model, parts.optimizer, parts.scheduler, parts.precision, info,
+               keep=_keeps_checkpoint(epoch, settings.hp))
     parts.log(_epoch_line(row, epochs, settings))
     return best_eval
 
@@ -424,7 +425,7 @@ def _hint_cpu_time(settings: Settings, images: int, device, log) -> None:
         return
     from ..config import cpu_time_hint
 
-    hint = cpu_time_hint(settings.task, settings.hp, images)
+    hint = cpu_time_hint(settings.task, settings.hp, images, preset=settings.run.get("preset"))
     if hint:
         log(hint)
 
@@ -516,8 +517,14 @@ def _save_best(run_dir: Path, model, settings: Settings, metrics: dict, epoch: i
     rundir.write_json(run_dir / rundir.METRICS, {"epoch": epoch, **metrics})
 
 
-def _end_epoch(run_dir: Path, state: State, model, optimizer, scheduler, precision, info) -> None:
-    """Gather every rank's random state, then rank 0 writes history.csv and checkpoints/last.pt."""
+def _keeps_checkpoint(epoch: int, hp: dict) -> bool:
+    every = hp.get("checkpoint_frequency")
+    return bool(every) and epoch % int(every) == 0
+
+
+def _end_epoch(run_dir: Path, state: State, model, optimizer, scheduler, precision, info, keep: bool = False) -> None:
+    """Gather every rank's random state, then rank 0 writes history.csv and checkpoints/last.pt
+    (and, with ``keep``, the same checkpoint as ``checkpoints/epoch_NNN.pt``)."""
     rngs = distributed.gather_lists(info, [rundir.rng_state()])
     if not info.is_main:
         return
@@ -531,6 +538,8 @@ def _end_epoch(run_dir: Path, state: State, model, optimizer, scheduler, precisi
         "finished": state.finished, "stop_reason": state.stop_reason,
     }
     rundir.save_checkpoint(run_dir / rundir.CHECKPOINT, checkpoint)
+    if keep:
+        rundir.save_checkpoint(rundir.epoch_checkpoint(run_dir, state.epoch), checkpoint)
 
 
 def _restore(run_dir: Path, model, optimizer, scheduler, precision, info) -> State:

@@ -75,6 +75,11 @@ def read_json(path: Path):
 
 # ---- the checkpoint: a plain dict of state dicts, tensors and numbers (loads with weights_only) ----
 
+def epoch_checkpoint(run_dir: Path, epoch: int) -> Path:
+    """Where ``checkpoint_frequency`` keeps epoch ``epoch``'s checkpoint (same format as last.pt)."""
+    return Path(run_dir) / Path(CHECKPOINT).parent / f"epoch_{epoch:03d}.pt"
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
     buffer = io.BytesIO()
     torch.save(state, buffer)
