@@ -42,9 +42,10 @@ def write_job(path: Path, data: dict, params: dict, policy: str | None) -> Path:
 
 
 def sweep(job: Path, out: Path) -> tuple[float, list[dict]]:
-    start = time.perf_counter()
+    start, started_at = time.perf_counter(), time.time()
     code = main(["run", str(job), "--output", str(out), "--no-pretrained"])
     wall = time.perf_counter() - start
+    timeline(out, started_at)
     if code != 0:
         sys.exit(f"sweep failed ({code})")
     with open(out / "trials.csv", newline="") as f:
@@ -58,7 +59,25 @@ def train_seconds(out: Path) -> float:
     from visionml.sweep.storage import open_storage
 
     study = optuna.load_study(study_name=info["study"], storage=open_storage(info["storage"]))
-    return sum(float(t.user_attrs.get("train_seconds") or 0) for t in study.trials)
+    # A failed trial (lr 0.3 diverges) has no train_seconds but held its slot: count its process's
+    # wall seconds, as measured by the sweep.
+    return sum(float(t.user_attrs.get("train_seconds") or t.user_attrs.get("seconds") or 0) for t in study.trials)
+
+
+def timeline(out: Path, started: float) -> None:
+    """Each trial's start and end in seconds since the command started: gaps between a trial's end
+    and the next start on that slot are the sweep's own overhead; a slot idle at the end is packing."""
+    import optuna
+
+    from visionml.sweep.storage import open_storage
+
+    info = json.loads((out / "sweep.json").read_text())
+    study = optuna.load_study(study_name=info["study"], storage=open_storage(info["storage"]))
+    for t in sorted(study.trials, key=lambda t: t.datetime_start):
+        own = t.user_attrs.get("train_seconds")
+        print(f"  trial {t.number}: {t.datetime_start.timestamp() - started:6.2f} -> "
+              f"{t.datetime_complete.timestamp() - started:6.2f} s, {t.state.name.lower()}"
+              + (f", own {own:.2f} s" if own else ""))
 
 
 def main_bench() -> None:

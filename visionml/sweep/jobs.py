@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..errors import VisionMLError
-from .runner import create_study, leaderboard, plot_progress, run_loop, settings_of, _load
+from .runner import _load, create_study, leaderboard, plot_progress, run_loop, settings_of, warm_up
 from .spec import load_job
 
 
@@ -17,6 +17,7 @@ def _log(message: str) -> None:
 def run_job(job_path, output=None, *, resume=False, storage=None, preset=None, pretrained=None,
             device="auto", seed=0, log=_log) -> int:
     spec = load_job(job_path)
+    warm_up()  # the trial process server boots while the study is created
     for note in spec.notes:
         log(f"note: {note}")
     run_dir = Path(output) if output else _default_run_dir(job_path)
@@ -42,6 +43,7 @@ def run_job(job_path, output=None, *, resume=False, storage=None, preset=None, p
 
 def join_sweep(storage: str, study_name: str, output=None, *, concurrency=None, log=_log) -> int:
     study = _load(storage, study_name)
+    warm_up()
     settings = settings_of(study)
     run_dir = Path(output) if output else Path(settings.run_dir)
     log(f"joined sweep {study_name}: trials go to {run_dir / 'trials'}")
