@@ -71,15 +71,19 @@ def test_each_task_runs_from_azure_yaml(tmp_path, sweep_data, task):
     assert main(["run", str(job), "--output", str(run_dir), "--no-pretrained"]) == 0
     rows = read_trials(run_dir)
     assert len(rows) == 2
-    assert {r["status"] for r in rows} == {"complete"}
+    # With median stopping, the trial whose first evaluation lands second may be pruned when it is
+    # below the other's (the two run at once, so which one is a race); without a policy none is.
+    allowed = {"complete", "pruned"} if "median_stopping" in sweep else {"complete"}
+    assert {r["status"] for r in rows} <= allowed and any(r["status"] == "complete" for r in rows)
     for r in rows:
-        assert 0.0 <= float(r["primary_metric"]) <= 1.0
         assert json.loads(r["metric_per_evaluation"])  # one value per evaluated epoch
         assert float(r["seconds"]) > 0
-        assert (run_dir / "trials" / r["trial"] / "run" / "model" / "visionml.json").exists()
+        if r["status"] == "complete":
+            assert 0.0 <= float(r["primary_metric"]) <= 1.0
+            assert (run_dir / "trials" / r["trial"] / "run" / "model" / "visionml.json").exists()
     if "grid" in sweep:  # grid covers each point once
         assert sorted(float(r["learning_rate"]) for r in rows) == [0.001, 0.002]
-    best = max(rows, key=lambda r: float(r["primary_metric"]))
+    best = max((r for r in rows if r["status"] == "complete"), key=lambda r: float(r["primary_metric"]))
     best_info = json.loads((run_dir / "best" / "trial.json").read_text())
     assert best_info["primary_metric"] == pytest.approx(float(best["primary_metric"]))
     _, manifest = load_model_folder(run_dir / "best" / "model")
