@@ -341,6 +341,17 @@ def resolve_hyperparameters(task: str, overrides: dict | None = None, preset: st
     return resolved
 
 
+def check_supported(hp: dict) -> None:
+    """Refuse, before any work, settings that are parsed and checked but whose feature visionml does
+    not have yet, rather than train without it: a ported Azure job must not silently differ."""
+    if hp.get("tile_grid_size") is not None:
+        raise UsageError(
+            f"tile_grid_size={hp['tile_grid_size']!r}: tiling (Azure's small-object detection: training and "
+            "predicting on overlapping tiles) is not implemented in visionml yet. Remove tile_grid_size "
+            "(tile_overlap_ratio and tile_predictions_nms_threshold only apply with it); for small objects, "
+            "train at a larger min_size/max_size instead.")
+
+
 def _preset_layer(task: str, preset: str | None) -> dict:
     if not preset:
         return {}

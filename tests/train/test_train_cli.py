@@ -83,3 +83,14 @@ def test_invalid_line_stops_before_training_unless_skipped(sample_data, tmp_path
     assert main(train_args("multiclass", data, run, "--skip-invalid")) == 0
     skipped = [json.loads(line) for line in (run / "invalid_lines.jsonl").read_text().splitlines()]
     assert [entry["line"] for entry in skipped] == [4]
+
+
+def test_tiling_is_refused_not_ignored(sample_data, tmp_path, capsys):
+    # tile_grid_size parses (an Azure job may carry it) but tiling is not implemented: the run stops
+    # before anything is written instead of training a model that silently differs.
+    run = tmp_path / "run"
+    args = train_args("object-detection", sample_data("object-detection"), run, "--set", "tile_grid_size=3x2")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "tile_grid_size" in err and "not implemented" in err and "min_size" in err
+    assert not run.exists()

@@ -148,14 +148,15 @@ def settings_of(study: optuna.Study) -> SweepSettings:
 
 def _check_hyperparameters(settings: SweepSettings) -> None:
     """Fail before any trial starts when a name or value in the job is not a valid hyperparameter."""
-    from ..config import resolve_hyperparameters
+    from ..config import check_supported, resolve_hyperparameters
 
     examples = []
     for sub in settings.subspaces():
         examples.append({name: _example(dist) for name, dist in sub.items()})
     for example in examples or [{}]:
         try:
-            resolve_hyperparameters(settings.task, {**settings.training_parameters, **example}, settings.preset)
+            check_supported(resolve_hyperparameters(settings.task, {**settings.training_parameters, **example},
+                                                    settings.preset))
         except VisionMLError as exc:  # in a job file this is bad input (exit 1), not bad usage
             raise VisionMLError(f"training_parameters/search_space: {exc}") from None
 

@@ -255,9 +255,11 @@ def _resumed_settings(options: TrainOptions, run_dir: Path) -> Settings:
 
 
 def _resolve_hp(task: str, overrides: dict, preset: str | None) -> dict:
-    from ..config import resolve_hyperparameters
+    from ..config import check_supported, resolve_hyperparameters
 
-    return dict(resolve_hyperparameters(task, overrides, preset))
+    hp = dict(resolve_hyperparameters(task, overrides, preset))
+    check_supported(hp)
+    return hp
 
 
 def _default_model(task: str) -> str:
