@@ -62,7 +62,8 @@ class Predictor:
     def scoring_down_to(self, threshold: float):
         """Inside the block detectors return boxes down to ``threshold`` (for AP, see
         ``visionml.evaluate``) while ``settings["box_score_threshold"]`` keeps the deployment's
-        value; the model's own threshold is back afterwards. A no-op for classifiers."""
+        value; the model's own threshold is back afterwards. A no-op for classifiers. For a predictor
+        of its own (evaluate's): requests served by the same predictor meanwhile would see the floor."""
         from ..models.detection import score_threshold_at_most
 
         if is_classification(self.task):
