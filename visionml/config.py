@@ -313,13 +313,14 @@ def get_param(key: str, task: str) -> Param:
     return param
 
 
-def parse_set_arguments(items: list[str]) -> dict[str, str]:
-    """``["lr=0.1", ...]`` from repeated ``--set KEY=VALUE`` into a dict (values still strings)."""
+def parse_set_arguments(items: list[str], example: str = "learning_rate=0.01") -> dict[str, str]:
+    """``["lr=0.1", ...]`` from repeated ``--set KEY=VALUE`` into a dict (values still strings);
+    ``example`` is the KEY=VALUE the error message shows."""
     result = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise UsageError(f"--set {item!r}: expected KEY=VALUE, e.g. --set learning_rate=0.01")
+            raise UsageError(f"--set {item!r}: expected KEY=VALUE, e.g. --set {example}")
         result[key.strip()] = value.strip()
     return result
 

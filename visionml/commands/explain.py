@@ -32,14 +32,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _xai_parameters(args) -> dict:
+    from ..config import parse_set_arguments
     from ..errors import UsageError
 
-    raw = {}
-    for item in args.settings:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--set {item!r}: expected KEY=VALUE, e.g. --set n_steps=100")
-        raw[key.strip()] = value.strip()
+    raw = parse_set_arguments(args.settings, example="n_steps=100")
     for key in ("visualizations", "attributions"):
         if key in raw:
             raise UsageError(f"--set {key}=...: use --output PNG / --attributions NPY to choose what is written")
