@@ -329,7 +329,7 @@ def _above(predictions: list[dict], score_threshold: float | None) -> list[dict]
         item = dict(pred)
         for key in ("boxes", "scores", "labels"):
             if pred.get(key) is not None:
-                item[key] = np.asarray(pred[key])[where] if len(where) else np.asarray(pred[key])[:0]
+                item[key] = np.asarray(pred[key])[where]
         masks = pred.get("masks")
         if masks is not None:
             item["masks"] = [masks[i] for i in where] if isinstance(masks, list) else np.asarray(masks)[where]

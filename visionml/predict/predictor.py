@@ -69,13 +69,9 @@ class Predictor:
         if is_classification(self.task):
             yield
             return
-        deployment = self.settings["box_score_threshold"]
-        self._score_floor = min(float(deployment), float(threshold))
+        self._score_floor = min(float(self.settings["box_score_threshold"]), float(threshold))
         try:
-            if self.model is not None:
-                with score_threshold_at_most(self.model, self._score_floor):
-                    yield
-            else:
+            with score_threshold_at_most(self.model, self._score_floor):  # model None (ONNX): nothing to set
                 yield
         finally:
             self._score_floor = None

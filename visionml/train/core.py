@@ -539,9 +539,8 @@ def _end_epoch(run_dir: Path, state: State, model, optimizer, scheduler, precisi
         "best_metrics": state.best_metrics, "evals_without_improvement": state.evals_without_improvement,
         "finished": state.finished, "stop_reason": state.stop_reason,
     }
-    rundir.save_checkpoint(run_dir / rundir.CHECKPOINT, checkpoint)
-    if keep:
-        rundir.save_checkpoint(rundir.epoch_checkpoint(run_dir, state.epoch), checkpoint)
+    rundir.save_checkpoint(run_dir / rundir.CHECKPOINT, checkpoint,
+                           copies=[rundir.epoch_checkpoint(run_dir, state.epoch)] if keep else [])
 
 
 def _restore(run_dir: Path, model, optimizer, scheduler, precision, info) -> State:

@@ -80,10 +80,12 @@ def epoch_checkpoint(run_dir: Path, epoch: int) -> Path:
     return Path(run_dir) / Path(CHECKPOINT).parent / f"epoch_{epoch:03d}.pt"
 
 
-def save_checkpoint(path: Path, state: dict) -> None:
+def save_checkpoint(path: Path, state: dict, copies=()) -> None:
+    """``state`` to ``path`` (and the same bytes to each of ``copies``), each written atomically."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    write_atomic(path, buffer.getvalue())
+    for target in (path, *copies):
+        write_atomic(target, buffer.getvalue())
 
 
 def load_checkpoint(path: Path) -> dict:
