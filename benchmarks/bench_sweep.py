@@ -52,28 +52,27 @@ def sweep(job: Path, out: Path) -> tuple[float, list[dict]]:
         return wall, list(csv.DictReader(f))
 
 
-def train_seconds(out: Path) -> float:
+def load_study(out: Path):
+    """The Optuna study of the sweep in run folder ``out`` (sweep.json names its storage and study)."""
     import optuna
 
-    info = json.loads((out / "sweep.json").read_text())
     from visionml.sweep.storage import open_storage
 
-    study = optuna.load_study(study_name=info["study"], storage=open_storage(info["storage"]))
+    info = json.loads((out / "sweep.json").read_text())
+    return optuna.load_study(study_name=info["study"], storage=open_storage(info["storage"]))
+
+
+def train_seconds(out: Path) -> float:
     # A failed trial (lr 0.3 diverges) has no train_seconds but held its slot: count its process's
     # wall seconds, as measured by the sweep.
-    return sum(float(t.user_attrs.get("train_seconds") or t.user_attrs.get("seconds") or 0) for t in study.trials)
+    return sum(float(t.user_attrs.get("train_seconds") or t.user_attrs.get("seconds") or 0)
+               for t in load_study(out).trials)
 
 
 def timeline(out: Path, started: float) -> None:
     """Each trial's start and end in seconds since the command started: gaps between a trial's end
     and the next start on that slot are the sweep's own overhead; a slot idle at the end is packing."""
-    import optuna
-
-    from visionml.sweep.storage import open_storage
-
-    info = json.loads((out / "sweep.json").read_text())
-    study = optuna.load_study(study_name=info["study"], storage=open_storage(info["storage"]))
-    for t in sorted(study.trials, key=lambda t: t.datetime_start):
+    for t in sorted(load_study(out).trials, key=lambda t: t.datetime_start):
         own = t.user_attrs.get("train_seconds")
         print(f"  trial {t.number}: {t.datetime_start.timestamp() - started:6.2f} -> "
               f"{t.datetime_complete.timestamp() - started:6.2f} s, {t.state.name.lower()}"

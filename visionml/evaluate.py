@@ -46,13 +46,9 @@ def metrics_for_task(task: str, ground_truth, predictions, labels: list[str], hp
                                 iou_type="segm" if task == SEGMENTATION else "bbox",
                                 metric_type=metric_type,
                                 iou_threshold=float(hp.get("validation_iou_threshold") or 0.5),
-                                score_threshold=_number_or_none(hp.get("box_score_threshold")))
+                                score_threshold=hp.get("box_score_threshold"))
     metrics["notes"] = notes + metrics["notes"]
     return metrics
-
-
-def _number_or_none(value):
-    return None if value is None else float(value)
 
 
 def save_plots(task: str, ground_truth, predictions, labels: list[str], metrics: dict, out_dir) -> list[Path]:
