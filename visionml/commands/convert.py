@@ -19,8 +19,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "classes, missing images) are all listed and nothing is written, unless --skip-invalid. "
         "See docs/converters.md for each format's layout.")
     parser.add_argument("src", metavar="SRC", help="the dataset: a file or folder, per --from")
-    parser.add_argument("--from", dest="from_fmt", required=True, choices=FROM_FORMATS)
-    parser.add_argument("--to", dest="to_fmt", required=True, choices=TO_FORMATS)
+    parser.add_argument("--from", dest="from_fmt", required=True, choices=FROM_FORMATS,
+                        help="the format of SRC: coco (a COCO JSON file), voc (a Pascal VOC folder), yolo (a "
+                        "data.yaml or a folder with images/ and labels/), imagefolder (one folder per "
+                        "class), csv (labels per image, multi-label), masks (instance-mask PNGs) or jsonl")
+    parser.add_argument("--to", dest="to_fmt", required=True, choices=TO_FORMATS,
+                        help="the format of OUT: jsonl (Azure AutoML JSONL), coco (a COCO JSON file) or "
+                        "yolo (a YOLO dataset folder)")
     parser.add_argument("-o", "--output", required=True, metavar="OUT",
                         help="the output file (jsonl, coco) or folder (yolo)")
     parser.add_argument("--task", help="the task (inferred from the source when left out)")

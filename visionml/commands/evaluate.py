@@ -26,7 +26,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="change an inference setting, e.g. --set box_score_threshold=0.05 (repeatable)")
     parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                         help="torch (the model folder) or onnx (a folder from `visionml export --format onnx`)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    parser.add_argument("--device", default="auto",
+                        help="auto (default: cuda when available, else cpu), cpu, cuda or cuda:N")
     parser.set_defaults(func=run)
     return parser
 

@@ -26,7 +26,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                         help="an xai_parameters value, e.g. --set n_steps=100 --set "
                         "confidence_score_threshold_multilabel=0.3 (repeatable)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    parser.add_argument("--device", default="auto",
+                        help="auto (default: cuda when available, else cpu), cpu, cuda or cuda:N")
     parser.set_defaults(func=run)
     return parser
 

@@ -15,7 +15,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "whose predict takes a DataFrame with an 'image' column of base64 strings, like an Azure AutoML "
         "mlflow-model; serve it with `mlflow models serve -m OUT --env-manager local`.")
     parser.add_argument("--model", required=True, metavar="MODEL_DIR", help="a model folder (RUN/model)")
-    parser.add_argument("--format", required=True, choices=("onnx", "mlflow"), dest="fmt")
+    parser.add_argument("--format", required=True, choices=("onnx", "mlflow"), dest="fmt",
+                        help="onnx (model.onnx as Azure AutoML exports it, for onnxruntime) or mlflow "
+                        "(an MLflow pyfunc model folder)")
     parser.add_argument("-o", "--output", required=True, metavar="OUT",
                         help="folder to write (created; for onnx, existing files of the same names are replaced)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

@@ -23,7 +23,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="torch (the model folder) or onnx (a folder from `visionml export --format onnx`)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="change an inference setting, e.g. --set box_score_threshold=0.5 (repeatable)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    parser.add_argument("--device", default="auto",
+                        help="auto (default: cuda when available, else cpu), cpu, cuda or cuda:N")
     parser.add_argument("--datastore", action="append", default=[], metavar="NAME=DIR",
                         help="map an azureml:// datastore in JSONL inputs to a local folder (repeatable)")
     parser.set_defaults(func=run)

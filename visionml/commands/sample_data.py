@@ -16,7 +16,7 @@ def _size(text: str) -> tuple[int, int]:
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "sample-data", help="write a synthetic dataset (shapes on textures) in the JSONL schema",
-        description="Write DIR/images/*.jpg, DIR/train.jsonl (80%%) and DIR/val.jsonl (20%%): "
+        description="Write DIR/images/*.jpg, DIR/train.jsonl (80%) and DIR/val.jsonl (20%): "
         "circles, squares, triangles and stars of random colour, size and rotation on textured "
         "backgrounds, with exact boxes and polygons. The same --seed gives the same files.")
     p.add_argument("--task", required=True, help="image_classification, image_classification_multilabel, "

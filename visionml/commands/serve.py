@@ -19,10 +19,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=5001, help="port (default 5001)")
     parser.add_argument("--api-key", default=None,
                         help=f"require 'Authorization: Bearer KEY' on /score (default: ${API_KEY_ENV} if set)")
-    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch")
+    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                        help="torch (the model folder) or onnx (a folder from `visionml export --format onnx`)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="change an inference setting, e.g. --set box_score_threshold=0.5 (repeatable)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    parser.add_argument("--device", default="auto",
+                        help="auto (default: cuda when available, else cpu), cpu, cuda or cuda:N")
     parser.add_argument("--max-body-mb", type=float, default=None, metavar="N",
                         help="refuse request bodies over N MB with 413 (default 64)")
     parser.add_argument("--max-batch", type=int, default=None, metavar="N",

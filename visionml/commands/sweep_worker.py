@@ -7,10 +7,10 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "sweep-worker", help="join a sweep stored in a shared database",
         description="Run trials of a sweep that `visionml run --storage URL` started, from this machine.")
-    p.add_argument("--storage", required=True, help="the sweep's database URL")
-    p.add_argument("--study", required=True, help="the study name `visionml run` printed")
-    p.add_argument("--output", help="where this machine writes its trials (default: the sweep's run folder)")
-    p.add_argument("--max-concurrent", type=int, help="trials at once on this machine "
+    p.add_argument("--storage", required=True, metavar="URL", help="the sweep's database URL")
+    p.add_argument("--study", required=True, metavar="NAME", help="the study name `visionml run` printed")
+    p.add_argument("--output", metavar="DIR", help="where this machine writes its trials (default: the sweep's run folder)")
+    p.add_argument("--max-concurrent", type=int, metavar="N", help="trials at once on this machine "
                    "(default: the job's max_concurrent_trials)")
     p.set_defaults(func=run)
 

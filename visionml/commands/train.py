@@ -23,7 +23,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="a hyperparameter by its Azure name, e.g. --set number_of_epochs=10 (repeatable)")
     parser.add_argument("--output", "-o", metavar="DIR",
                         help="the run folder (default: the next free runs/train, runs/train2, ...)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--device", default="auto",
+                        help="auto (default: cuda when available, else cpu), cpu, cuda or cuda:N")
     parser.add_argument("--no-pretrained", dest="pretrained", action="store_false", default=None,
                         help="start from random weights instead of ImageNet/COCO weights")
     parser.add_argument("--preset", metavar="NAME",

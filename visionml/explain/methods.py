@@ -18,9 +18,11 @@ Integrated gradients, guided backprop and guided Grad-CAM are captum's; XRAI is 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import threading
+import warnings
 import weakref
 
 import numpy as np
@@ -107,11 +109,21 @@ def _needs_grad(x: torch.Tensor) -> torch.Tensor:
     return x.detach().clone().requires_grad_(True)
 
 
+@contextlib.contextmanager
+def _quiet_relu_hooks():
+    """captum's guided methods warn on every call that they hook the ReLUs, which they remove
+    again: expected here (on a private copy), so not shown. Other warnings still are."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU activations",
+                                category=UserWarning)
+        yield
+
+
 def guided_backprop(em: ExplainModel, x: torch.Tensor, target: int) -> torch.Tensor:
     """captum guided backprop of the class logit (as the method's paper defines it)."""
     from captum.attr import GuidedBackprop
 
-    with em.lock:
+    with em.lock, _quiet_relu_hooks():
         return GuidedBackprop(em.model).attribute(_needs_grad(x), target=target)
 
 
@@ -120,7 +132,7 @@ def guided_gradcam(em: ExplainModel, x: torch.Tensor, target: int, layer_name: s
     from captum.attr import GuidedGradCam
 
     layer = em.model.get_submodule(layer_name)
-    with em.lock:
+    with em.lock, _quiet_relu_hooks():
         return GuidedGradCam(em.model, layer).attribute(_needs_grad(x), target=target)
 
 

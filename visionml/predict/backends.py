@@ -43,8 +43,36 @@ class TorchBackend:
             return [{k: v.cpu() for k, v in out.items()} for out in outputs]
 
 
+def resolve_device(name: str, backend: str = "torch") -> str:
+    """A ``--device`` value as the backend takes it: ``auto`` is cuda when this backend can use a
+    GPU here, else cpu; ``cuda[:N]`` is refused where there is none."""
+    name = str(name or "auto")
+    if name == "auto":
+        return "cuda" if _cuda_available(backend) else "cpu"
+    if name == "cpu":
+        return name
+    if name != "cuda" and not (name.startswith("cuda:") and name[5:].isdecimal()):
+        raise UsageError(f"--device {name!r} is not one of auto, cpu, cuda or cuda:N")
+    if backend == "torch" and not _cuda_available(backend):
+        raise UsageError(f"--device {name}: no CUDA device is available here; use --device cpu (or auto)")
+    return name  # onnx: onnx_backend explains a missing CUDA provider itself
+
+
+def _cuda_available(backend: str) -> bool:
+    if backend == "onnx":
+        try:
+            import onnxruntime
+        except ImportError:
+            return False
+        return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def load_backend(name: str, model_dir: Path, device: str):
     """``(backend, model, manifest)``: ``model`` is the nn.Module for the torch backend, else None."""
+    device = resolve_device(device, name)
     if name == "torch":
         from ..modelio import load_model_folder
 
