@@ -24,7 +24,7 @@ from ..errors import UsageError, VisionMLError
 from ..tasks import PRIMARY_METRIC, canonical_task
 from . import distributed, rundir
 from .adapters import ADAPTERS
-from .loop import Precision, evaluate, resolve_precision, train_one_epoch
+from .loop import Precision, evaluate, progress_mode, resolve_precision, train_one_epoch
 from .optim import build_optimizer, build_scheduler
 from .options import PRECISIONS, RunResult, TrainOptions
 
@@ -97,7 +97,7 @@ class Parts:
     optimizer: torch.optim.Optimizer
     scheduler: object
     accumulation: int
-    progress: bool
+    progress: str
     log: object
 
 
@@ -154,7 +154,7 @@ def _build(options: TrainOptions, info, settings: Settings, run_dir: Path, train
     accumulation = int(settings.hp.get("gradient_accumulation_step") or 1)
     optimizer = build_optimizer(model.parameters(), settings.hp)
     scheduler = build_scheduler(optimizer, settings.hp, math.ceil(len(train_loader) / accumulation))
-    progress = bool(options.progress if options.progress is not None else sys.stderr.isatty()) and info.is_main
+    progress = progress_mode(options.progress) if info.is_main else "off"
     return Parts(settings, run_dir, info, device, precision, model, _wrap_ddp(model, device, info), train_loader,
                  _val_loader(settings, val_records, options, info, device), adapter,
                  criterion.to(device) if criterion is not None else None, optimizer, scheduler, accumulation,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -15,6 +16,46 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import VisionMLError
+
+
+LINE_SECONDS = 30.0
+"""Plain progress lines (``progress="lines"``) come at most this often."""
+
+
+def progress_mode(requested: bool | None, stream=None) -> str:
+    """How a run shows its progress: ``"bar"`` (tqdm) on a terminal; ``"lines"`` (plain log lines)
+    when ``stream`` (stderr) is a log, where a bar would be one endless line of carriage returns;
+    ``"off"`` when ``requested`` is False. ``requested`` True forces the bar."""
+    if requested is not None:
+        return "bar" if requested else "off"
+    return "bar" if (stream or sys.stderr).isatty() else "lines"
+
+
+def _mode(progress: bool | str) -> str:
+    """The loop's ``progress`` argument as a mode; True/False mean bar/off."""
+    if isinstance(progress, str):
+        return progress
+    return "bar" if progress else "off"
+
+
+class _ProgressLines:
+    """At most one line every LINE_SECONDS: ``LABEL  step S/STEPS  [loss L  ]R img/s  Ts``."""
+
+    def __init__(self, enabled: bool, label: str, steps: int):
+        self.enabled, self.label, self.steps = enabled, label, steps
+        self.start = self.last = time.perf_counter()
+
+    def update(self, step: int, images: int, loss: float | None = None) -> None:
+        now = time.perf_counter()
+        if not self.enabled or now - self.last < LINE_SECONDS:
+            return
+        self.last = now
+        elapsed = now - self.start
+        parts = [self.label, f"step {step}/{self.steps}"]
+        if loss is not None:
+            parts.append(f"loss {loss:.4f}")
+        parts += [f"{images / max(elapsed, 1e-9):.1f} img/s", f"{elapsed:.0f}s"]
+        print("  ".join(parts), file=sys.stderr, flush=True)
 
 
 class NonFiniteLossError(VisionMLError):
@@ -68,14 +109,17 @@ def _check_finite(value: float, losses: dict, epoch: int, step: int) -> None:
 
 
 def train_one_epoch(model, loader, optimizer, scheduler, adapter, criterion, *, device, precision: Precision,
-                    epoch: int, accumulation: int = 1, progress: bool = False) -> dict:
-    """One pass over ``loader``; returns the mean of each loss, the learning rate, images and seconds."""
+                    epoch: int, accumulation: int = 1, progress: bool | str = False) -> dict:
+    """One pass over ``loader``; returns the mean of each loss, the learning rate, images and seconds.
+    ``progress``: "bar", "lines" or "off" (see ``progress_mode``; True/False are bar/off)."""
     from tqdm.auto import tqdm
 
     model.train()
     sums, images_seen, steps = defaultdict(float), 0, len(loader)
     start = time.perf_counter()
-    bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not progress, dynamic_ncols=True)
+    mode = _mode(progress)
+    bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=mode != "bar", dynamic_ncols=True)
+    lines = _ProgressLines(mode == "lines", f"epoch {epoch}", steps)
     optimizer.zero_grad(set_to_none=True)
     for step, (images, targets) in enumerate(bar):
         images, targets = adapter.to_device(images, targets, device)
@@ -96,8 +140,9 @@ def train_one_epoch(model, loader, optimizer, scheduler, adapter, criterion, *, 
             if name != "loss":
                 sums[name] += part.item()
         images_seen += len(images)
-        if progress and step % 5 == 0:
+        if mode == "bar" and step % 5 == 0:
             bar.set_postfix(loss=f"{sums['loss'] / (step + 1):.4f}")
+        lines.update(step + 1, images_seen, sums["loss"] / (step + 1))
     seconds = time.perf_counter() - start
     means = {name: total / max(1, steps) for name, total in sums.items()}
     return {**means, "lr": optimizer.param_groups[0]["lr"], "images": images_seen, "seconds": seconds}
@@ -113,7 +158,7 @@ def _optimizer_step(optimizer, scaler) -> None:
 
 
 @torch.inference_mode()
-def evaluate(model, loader, adapter, hp: dict, *, device, precision: Precision, progress: bool = False):
+def evaluate(model, loader, adapter, hp: dict, *, device, precision: Precision, progress: bool | str = False):
     """Predict every validation batch; returns (ground-truth items, prediction items), in loader order."""
     from tqdm.auto import tqdm
 
@@ -121,13 +166,16 @@ def evaluate(model, loader, adapter, hp: dict, *, device, precision: Precision, 
 
     model.eval()
     gts, preds = [], []
+    mode = _mode(progress)
+    lines = _ProgressLines(mode == "lines", "validate", len(loader))
     # Detectors: boxes down to a low score for AP; the metrics apply box_score_threshold to P/R.
     with score_threshold_at_most(model):
-        for images, targets in tqdm(loader, desc="validate", leave=False, disable=not progress,
-                                    dynamic_ncols=True):
+        for step, (images, targets) in enumerate(tqdm(loader, desc="validate", leave=False,
+                                                      disable=mode != "bar", dynamic_ncols=True)):
             images, targets = adapter.to_device(images, targets, device)
             with precision.autocast():
                 batch_gt, batch_pred = adapter.eval_batch(model, images, targets, hp)
             gts.extend(batch_gt)
             preds.extend(batch_pred)
+            lines.update(step + 1, len(gts))
     return gts, preds
