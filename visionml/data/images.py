@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import stat
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 # Pillow's own default (~89.5 MP): above it an image is refused before decoding (decompression bombs).
 DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+IMAGE_FORMATS = frozenset({"jpg", "jpeg", "jpe", "jfif", "png", "bmp", "tif", "tiff", "gif", "webp"})
+"""Azure's list of ``image_details.format`` values, plus GIF and WebP which Pillow reads as well."""
+IMAGE_EXTENSIONS = frozenset(f".{fmt}" for fmt in IMAGE_FORMATS)
+"""The same list as file name endings: what ``predict`` looks for in a folder."""
 
 
 def load_rgb(src, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -19,7 +25,7 @@ def load_rgb(src, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
     if isinstance(src, Image.Image):
         img = src
     elif isinstance(src, (str, os.PathLike)):
-        with open(src, "rb") as fp:
+        with open_image_file(src) as fp:
             img = _decode(fp, max_pixels)
     else:
         fp = io.BytesIO(src) if isinstance(src, (bytes, bytearray, memoryview)) else src
@@ -52,10 +58,10 @@ def local_path(path_or_url) -> Path:
 def check_image(path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[int, int, str]:
     """``(width, height, format)`` of the image file at ``path``, from its header, after a cheap
     completeness check (no pixel decoding). Raises ``ValueError`` naming the problem: missing
-    file, not an image, truncated, or more than ``max_pixels`` pixels (refused from the header,
-    so a decompression bomb costs nothing)."""
-    try:
-        with open(path, "rb") as fp:
+    or unreadable file, not a regular file, not an image, truncated, or more than ``max_pixels``
+    pixels (refused from the header, so a decompression bomb costs nothing)."""
+    with open_image_file(path) as fp:
+        try:
             size = os.fstat(fp.fileno()).st_size
             if size == 0:
                 raise ValueError(f"empty file: {path}")
@@ -63,19 +69,65 @@ def check_image(path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[int,
             fp.seek(max(0, size - _TAIL))
             tail = fp.read(_TAIL)
             fp.seek(0)
-            width, height, fmt, tiles = _read_header(fp, path)
-    except FileNotFoundError:
-        raise ValueError(f"file not found: {path}") from None
-    except IsADirectoryError:
-        raise ValueError(f"is a folder, not an image file: {path}") from None
-    except PermissionError:
-        raise ValueError(f"permission denied: {path}") from None
+        except OSError as exc:  # EIO from a failing disk or mount, mostly
+            raise ValueError(f"{_os_reason(exc)}: {path}") from None
+        width, height, fmt, tiles = _read_header(fp, path)
     if max_pixels and width * height > max_pixels:
         raise ValueError(_over_limit(width, height, max_pixels, path))
     problem = _incomplete(fmt, size, head, tail, tiles)
     if problem:
         raise ValueError(f"truncated or corrupt {fmt} ({problem}): {path}")
     return width, height, fmt.lower()
+
+
+def open_image_file(path):
+    """``path`` opened for reading bytes, or ``ValueError`` saying why not. Only regular files are
+    opened: a named pipe would block the reader forever and a device could be endless (or have
+    side effects on open), so they are refused from ``stat`` before any open. The open itself is
+    non-blocking and checked again, in case the path is swapped for a pipe in between."""
+    try:
+        _refuse_non_regular(os.stat(path).st_mode, path)
+        fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
+    except OSError as exc:
+        raise ValueError(f"{_os_reason(exc)}: {path}") from None
+    try:
+        _refuse_non_regular(os.fstat(fd).st_mode, path)
+        if _OPEN_FLAGS & _NONBLOCK:
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_OPEN_FLAGS = _NONBLOCK | getattr(os, "O_BINARY", 0)
+_NOT_REGULAR = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
+                (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+# What each way an open can fail means to someone fixing an image_url.
+_OS_REASONS = {
+    errno.ENOENT: "file not found",
+    errno.EISDIR: "is a folder, not an image file",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.ENAMETOOLONG: "file name too long",
+    errno.ELOOP: "too many levels of symbolic links (a link loop)",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+}
+
+
+def _refuse_non_regular(mode: int, path) -> None:
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        raise ValueError(f"is a folder, not an image file: {path}")
+    kind = next((name for test, name in _NOT_REGULAR if test(mode)), "a special file")
+    raise ValueError(f"not a regular file ({kind}): {path}")
+
+
+def _os_reason(exc: OSError) -> str:
+    reason = _OS_REASONS.get(exc.errno)
+    return reason or f"cannot read the file ({exc.strerror or exc})"
 
 
 # Bytes read from the end of a file for the end-marker checks; tolerates a little padding.
