@@ -18,8 +18,7 @@ import orjson
 from ..decode import DecodeError, decode_image
 from ..errors import VisionMLError
 
-# The schema doc's image formats (jpg, jpeg, png, jpe, jfif, bmp, tif, tiff).
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".jpe", ".jfif", ".bmp", ".tif", ".tiff"}
+from ..data.images import IMAGE_EXTENSIONS  # one list with validate's (gif and webp too)
 JSONL_EXTENSIONS = {".jsonl", ".json"}
 
 
