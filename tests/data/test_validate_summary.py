@@ -46,7 +46,7 @@ def test_summary_figures(tmp_path):
     assert (summary["images"], summary["invalid_lines"], summary["objects"], summary["crowd_objects"]) == (3, 2, 3, 1)
     assert summary["classes"] == [{"name": "cat", "boxes": 2}, {"name": "dog", "boxes": 1}]
     assert summary["images_without_labels"] == 1
-    assert summary["image_sizes"] == {"known": 1, "min_width": 640, "max_width": 640, "median_width": 640,
-                                      "min_height": 480, "max_height": 480, "median_height": 480}
+    assert summary["image_sizes"] == {"known": 1, "min": {"width": 640, "height": 480},
+                                      "median": {"width": 640, "height": 480}, "max": {"width": 640, "height": 480}}
     text = format_summary(summary)
     assert "Task:    image_object_detection\n" in text and "Objects: 3 (1 marked isCrowd)" in text

@@ -9,7 +9,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "validate", help="check a JSONL/MLTable dataset and summarise it",
         description="Check Azure AutoML-for-Images JSONL (or MLTable) data line by line, print every "
-        "problem as FILE:LINE: field: reason and a summary. Exit code 1 when anything is invalid.")
+        "problem as FILE:LINE: field: reason and a summary. Images are checked too: missing, unreadable, "
+        "truncated, over --max-pixels, or of a shape the task's models cannot take at their default "
+        "sizes (min_size 600 / max_size 1333 for detection and segmentation, validation_resize_size 256 "
+        "for classification). Exit code 1 when anything is invalid.")
     parser.add_argument("data", metavar="DATA", help="a JSONL file, an MLTable file or an MLTable folder")
     parser.add_argument("--task", help="the task the data is for (inferred from the labels when left out)")
     parser.add_argument("--datastore", action="append", default=[], metavar="NAME=DIR",
@@ -17,7 +20,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "VISIONML_DATASTORES=name=DIR,...)")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     parser.add_argument("--no-image-check", action="store_true",
-                        help="check the lines only, do not open the images (for huge files)")
+                        help="check the lines only, do not open the images (for huge files); image "
+                        "sizes are then neither read nor checked against what the task's models take")
     parser.add_argument("--max-pixels", type=_positive_int, default=None, metavar="N",
                         help="refuse images with more pixels than this, from the header, before decoding "
                         "(default: Pillow's 89,478,485; Pillow itself refuses above twice its limit)")
@@ -48,8 +52,9 @@ def run(args) -> int:
         summary, problems = scan_dataset(args.data, args.task, datastores=datastores)
     else:
         with paused_gc():  # the summary walks every record once more: no collector passes over them
+            # model_settings={}: images the task's models cannot take at their default sizes are problems
             loaded = load_dataset(args.data, args.task, datastores=datastores,
-                                  max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS)
+                                  max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS, model_settings={})
             summary, problems = summarize(loaded), loaded.problems
     valid = not problems and summary["images"] > 0
     if args.json:

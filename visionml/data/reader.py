@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gc
 import os
-import re
 import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -25,15 +24,16 @@ from sys import intern
 import orjson
 
 from ..errors import DataError, UsageError, VisionMLError
-from ..tasks import DETECTION, MULTICLASS, MULTILABEL, SEGMENTATION, canonical_task
-from .images import DEFAULT_MAX_PIXELS, check_image, local_path
+from ..tasks import DETECTION, MULTICLASS, MULTILABEL, SEGMENTATION, canonical_task, is_detection_like
+from .images import DEFAULT_MAX_PIXELS, IMAGE_FORMATS, check_image, local_path
 from .records import ImageRecord, ObjectLabel
 from .resolve import is_url, join_under, resolve_image_url
 
 SLACK = 1e-6
 """Coordinates may overshoot [0, 1] by this much (float round-off in exporters); they are then clipped."""
-IMAGE_FORMATS = frozenset({"jpg", "jpeg", "jpe", "jfif", "png", "bmp", "tif", "tiff", "gif", "webp"})
-"""Azure's list of ``image_details.format`` values, plus GIF and WebP which Pillow reads as well."""
+MAX_SIDE = 2**31 - 1
+"""The largest ``image_details`` width or height accepted: PNG's own limit, far above any image
+under the pixel limit; a bigger number is a typo or a hostile line."""
 
 _LO, _HI = -SLACK, 1.0 + SLACK
 _NUMBER = (int, float)  # exact types: bool is not a coordinate
@@ -84,14 +84,17 @@ class LoadedData:
 
 def read_dataset(path, task: str | None = None, *, datastores: dict[str, str] | None = None,
                  skip_invalid: bool = False, check_images: bool = True,
-                 max_pixels: int | None = DEFAULT_MAX_PIXELS) -> LoadedData:
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS, model_settings: dict | None = None) -> LoadedData:
     """Read a JSONL file, an MLTable file or an MLTable folder.
 
     Strict (default): raises ``DataError`` listing every problem. ``skip_invalid=True``: returns
     the valid records and the problems of the rest; raises ``DataError`` if no line is valid.
+    ``model_settings`` (hyperparameters: ``min_size``/``max_size`` or ``validation_resize_size``,
+    the task's defaults for those missing) also makes an image the model cannot take a problem;
+    None leaves sizes unjudged. Only with ``check_images``: sizes are read from the files.
     """
     loaded = load_dataset(path, task, datastores=datastores, check_images=check_images,
-                          max_pixels=max_pixels)
+                          max_pixels=max_pixels, model_settings=model_settings)
     if loaded.problems and not skip_invalid:
         raise DataError(loaded.problems, summary=_error_head(loaded, "invalid; fix them or use --skip-invalid"))
     if not loaded.records:
@@ -105,7 +108,8 @@ def _error_head(loaded: LoadedData, what: str) -> str:
 
 
 def load_dataset(path, task: str | None = None, *, datastores: dict[str, str] | None = None,
-                 check_images: bool = True, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> LoadedData:
+                 check_images: bool = True, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                 model_settings: dict | None = None) -> LoadedData:
     """Like ``read_dataset`` but never raises for bad lines: returns the valid records and all
     problems (what ``visionml validate`` reports). Raises for a missing file or an unknown task,
     and ``UsageError`` when the task cannot be inferred (every label is an empty list)."""
@@ -123,7 +127,8 @@ def load_dataset(path, task: str | None = None, *, datastores: dict[str, str] | 
     if final_task is not None:
         records = _apply_task(final_task, inferred, records, shapes, problems)
     if check_images and records:
-        records = _check_images(records, max_pixels, problems)
+        fits = size_rule(final_task, model_settings, max_pixels) if model_settings is not None else None
+        records = _check_images(records, max_pixels, problems, fits)
     sort_problems(problems, sources)
     counts = class_counts(records)
     return LoadedData(records=records, task=final_task, labels=sorted(counts), problems=problems,
@@ -186,23 +191,52 @@ def _mltable_files(table: Path, datastores: dict[str, str]) -> list[str]:
 
 
 def _mltable_entry(entry, folder: str, datastores: dict[str, str], where: str) -> list[str]:
+    """The JSONL files one ``paths:`` entry names. Relative paths and patterns stay inside the
+    MLTable's folder by the rule ``image_url`` follows (lexically: no ``..`` out of it; a symlink
+    inside it is followed, as its owner placed it); an absolute one is the author's own choice."""
     if not isinstance(entry, dict) or len(entry) != 1:
         raise VisionMLError(f"{where}: expected one of 'file:', 'folder:' or 'pattern:'")
     (kind, value), = entry.items()
-    if kind not in ("file", "folder", "pattern") or not isinstance(value, str):
+    if kind not in ("file", "folder", "pattern") or not isinstance(value, str) or not value.strip():
         raise VisionMLError(f"{where}: expected one of 'file:', 'folder:' or 'pattern:' with a path")
     if kind == "pattern":
-        return sorted(str(p) for p in Path(folder).glob(value) if p.is_file())
+        return _mltable_pattern(value, folder, where)
     try:
-        local = resolve_image_url(value, folder, datastores)
+        local = resolve_image_url(value, folder, datastores, root_name=_MLTABLE_ROOT)
     except ValueError as exc:
         raise VisionMLError(f"{where}: {exc}") from None
     if is_url(local):
         raise VisionMLError(f"{where}: http(s) data files are not supported; download {value} first")
     local = os.path.normpath(local)
     if kind == "folder":
-        return sorted(str(p) for p in Path(local).glob("*.jsonl"))
+        if not os.path.isdir(local):
+            raise VisionMLError(f"{where}: folder {value!r} not found ({local})")
+        found = sorted(str(p) for p in Path(local).glob("*.jsonl"))
+        if not found:
+            raise VisionMLError(f"{where}: folder {value!r} holds no .jsonl file ({local})")
+        return found
     return [local]
+
+
+_MLTABLE_ROOT = "the MLTable's folder"
+
+
+def _mltable_pattern(pattern: str, folder: str, where: str) -> list[str]:
+    parts = Path(pattern).parts
+    if os.path.isabs(pattern):
+        root, relative = parts[0], str(Path(*parts[1:])) if len(parts) > 1 else ""
+    elif ".." in parts:
+        raise VisionMLError(f"{where}: pattern {pattern!r} escapes {_MLTABLE_ROOT} ({folder}); '..' may "
+                            "not leave it: use an absolute pattern to read files elsewhere")
+    else:
+        root, relative = folder, pattern
+    try:
+        found = sorted(str(p) for p in Path(root).glob(relative) if p.is_file()) if relative else []
+    except ValueError as exc:  # a pattern pathlib refuses, such as "**x"
+        raise VisionMLError(f"{where}: pattern {pattern!r} is not a valid glob pattern ({exc})") from None
+    if not found:
+        raise VisionMLError(f"{where}: pattern {pattern!r} matches no file in {root}")
+    return found
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,7 +259,7 @@ def read_lines(source: str, task: str | None, datastores: dict[str, str], sink, 
                     obj = loads(line)
                 except decode_error as exc:
                     if line.strip():
-                        problems.append(Problem(source, lineno, "line", _json_reason(exc), _text(line)))
+                        problems.append(Problem(source, lineno, "line", _json_reason(exc, line), _text(line)))
                     continue
                 record, shape = _to_record(obj, source, lineno, base, datastores, task, errors)
                 if errors:
@@ -254,10 +288,22 @@ def paused_gc():
             gc.enable()
 
 
-def _json_reason(exc: Exception) -> str:
-    # The parser sees one line as a whole document: its "line 1" would contradict FILE:LINE.
-    where = re.sub(r"line 1 column (\d+) \(char \d+\)", r"column \1", str(exc))
-    return f"invalid JSON ({where})"
+def _json_reason(exc, line: bytes) -> str:
+    """Why ``line`` is not JSON, with the column on that line. The parser's own "line L column C"
+    is not used: it counts the line's own end as a second line ("line 2 column 1" for a line cut
+    short), and it reports bytes that are not UTF-8 as "surrogates not allowed" at column 1."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        column = len(line[:bad.start].decode("utf-8", errors="replace")) + 1
+        return f"not UTF-8 (byte 0x{line[bad.start]:02x} at column {column}); save the file as UTF-8"
+    text = text.rstrip("\r\n")
+    pos, message = getattr(exc, "pos", None), getattr(exc, "msg", None) or str(exc)
+    if pos is None:
+        return f"invalid JSON ({message})"
+    if pos >= len(text):
+        return f"invalid JSON ({message} at column {len(text) + 1}, the end of the line)"
+    return f"invalid JSON ({message} at column {pos + 1})"
 
 
 def _text(line: bytes) -> str:
@@ -279,11 +325,11 @@ def _to_record(obj, source: str, lineno: int, base: str, datastores, task, error
     details = obj.get("image_details")
     if type(details) is dict:
         width, height, fmt = details.get("width"), details.get("height"), details.get("format")
-        if type(width) is not int or width <= 0:
+        if type(width) is not int or not 0 < width <= MAX_SIDE:
             width = _PIXELS.get(width) if type(width) is str else None
             if width is None:
                 width = _pixels(details.get("width"), "width", errors)
-        if type(height) is not int or height <= 0:
+        if type(height) is not int or not 0 < height <= MAX_SIDE:
             height = _PIXELS.get(height) if type(height) is str else None
             if height is None:
                 height = _pixels(details.get("height"), "height", errors)
@@ -339,18 +385,30 @@ def _pixels(value, name: str, errors: list) -> int | None:
     number = None
     if type(value) is str:  # Azure writes "400px"
         text = value[:-2] if value.endswith("px") else value
-        number = int(text) if text.isdigit() else None
-        if number and len(_PIXELS) < 65536:
-            _PIXELS[value] = number
+        if text.isascii() and text.isdigit():  # isdigit alone takes "²" and other scripts' digits
+            # int() of thousands of digits is slow (and refused above 4300): bound the length first
+            number = int(text) if len(text.lstrip("0")) <= 12 else MAX_SIDE + 1
     elif type(value) is float and value.is_integer():
-        number = int(value)
+        number = int(value) if value <= MAX_SIDE else MAX_SIDE + 1
     elif type(value) is int:
         number = value
     if number is None or number <= 0:
-        errors.append((f"image_details.{name}", f"cannot read {value!r} as a positive pixel count "
+        errors.append((f"image_details.{name}", f"cannot read {_shown(value)} as a positive pixel count "
                                                 "(write 400 or \"400px\")"))
         return None
+    if number > MAX_SIDE:
+        errors.append((f"image_details.{name}", f"{_shown(value)} is over the largest image side "
+                                                f"accepted ({MAX_SIDE:,} pixels); write the image's real {name}"))
+        return None
+    if type(value) is str and len(_PIXELS) < 65536:
+        _PIXELS[value] = number
     return number
+
+
+def _shown(value) -> str:
+    """A value as a message quotes it, cut to a readable length (a hostile line can hold megabytes)."""
+    text = f"{value:g}" if type(value) is float else repr(value)
+    return text if len(text) <= 40 else f"{text[:36]}...{text[-1]}"
 
 
 def _label_into(label, record: ImageRecord, task, errors: list):
@@ -374,7 +432,7 @@ def _label_into(label, record: ImageRecord, task, errors: list):
             return SEGMENTATION
         record.objects = _box_objects(label, errors)
         return DETECTION
-    errors.append(("label", f"expected {_expected(task)}, got a list of {_kind(label[0])}s"))
+    errors.append(("label", f"expected {_expected(task)}, got a list of {_kinds(label[0])}"))
     return None
 
 
@@ -535,6 +593,13 @@ def _kind(value) -> str:
     return names.get(type(value), type(value).__name__)
 
 
+def _kinds(value) -> str:
+    """The plural of ``_kind``, for "a list of ..."."""
+    names = {dict: "objects", list: "lists", str: "strings", bool: "booleans", int: "numbers",
+             float: "numbers", type(None): "nulls"}
+    return names.get(type(value), f"{type(value).__name__} values")
+
+
 # ---------------------------------------------------------------------------------------------
 # Task
 
@@ -604,15 +669,37 @@ def _raw_lines_for(refs) -> dict[tuple[str, int], str]:
 # Images
 
 
-def _check_images(records: list[ImageRecord], max_pixels, problems: list) -> list[ImageRecord]:
-    """Open every distinct image (header and end marker only); drop records whose image fails."""
+def size_rule(task: str | None, settings: dict, max_pixels: int | None):
+    """``(width, height) -> reason or None``: whether the model of ``task`` with ``settings``
+    (the task's defaults for missing keys) can take an image of that size (``sizes.py``)."""
+    from ..config import PARAMS
+    from .sizes import classifier_size_problem, detector_size_problem
+
+    def setting(key: str) -> int:
+        value = settings.get(key)
+        return PARAMS[key].default_for(task) if value is None else value
+
+    if task is None:
+        return None
+    if is_detection_like(task):
+        min_size, max_size = setting("min_size"), setting("max_size")
+        return lambda width, height: detector_size_problem(width, height, min_size, max_size)
+    resize = setting("validation_resize_size")
+    return lambda width, height: classifier_size_problem(width, height, resize, max_pixels)
+
+
+def _check_images(records: list[ImageRecord], max_pixels, problems: list, fits=None) -> list[ImageRecord]:
+    """Open every distinct image (header and end marker only); drop records whose image fails,
+    or whose size the model cannot take (``fits``, from ``size_rule``)."""
     unique = list(dict.fromkeys(r.path for r in records))
 
     def check(location: str):
         try:
-            return check_image(local_path(location), max_pixels)
+            result = check_image(local_path(location), max_pixels)
         except ValueError as exc:
             return str(exc)
+        problem = fits(result[0], result[1]) if fits is not None else None
+        return f"{problem}: {location}" if problem else result
 
     # Threads overlap file-system and network latency (network mounts, http images).
     with warnings.catch_warnings():

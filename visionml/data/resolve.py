@@ -1,9 +1,18 @@
 """Where an ``image_url`` points: local paths, ``file://``, ``azureml://`` datastores and ``http(s)://``.
 
 Resolution is pure string work (no filesystem access) so that it can run on every line of a
-huge JSONL file; only :func:`fetch` touches the network. A path that would leave its root (the
-JSONL's folder for relative paths, the datastore folder for ``azureml://``) is refused, so a
-crafted line can never make visionml read ``/etc/passwd``.
+huge JSONL file; only :func:`fetch` touches the network.
+
+The root rule: a relative path may not leave its root (the JSONL's folder for a relative
+``image_url``, the MLTable's folder for its ``paths:``, the datastore folder for ``azureml://``),
+so ``../../etc/passwd`` is refused. The check is lexical (``..`` parts), not a ``realpath``: a
+symlink inside the root is followed, as whoever owns that folder placed it there.
+
+An absolute path or a ``file://`` URL is read as given: naming a file by its absolute path is the
+data author's own choice, as with any program that takes a path. So a JSONL file from someone
+else can point visionml at any file the user can read, e.g. ``/etc/passwd``. Such a file is only
+ever opened as an image (validate reads its header and reports a non-image as "not an image
+file"; training decodes it); check data from others before training on it.
 """
 
 from __future__ import annotations
@@ -48,11 +57,13 @@ def parse_datastores(specs=None, env: dict | None = None) -> dict[str, str]:
     return merged
 
 
-def resolve_image_url(url: str, jsonl_dir: str, datastores: dict[str, str] | None = None) -> str:
+def resolve_image_url(url: str, jsonl_dir: str, datastores: dict[str, str] | None = None, *,
+                      root_name: str = "the JSONL file's folder") -> str:
     """The local path (or the http(s) URL, unchanged) that ``url`` names.
 
-    ``jsonl_dir`` is the folder of the JSONL file the line came from; it should be absolute.
-    Raises ``ValueError`` with a reason for an unsupported form or a path that escapes its root.
+    ``jsonl_dir`` is the folder of the JSONL file the line came from (``root_name`` says so in
+    messages); it should be absolute. Raises ``ValueError`` with a reason for an unsupported form
+    or a relative path that escapes its root. Absolute paths are returned as given (see above).
     """
     if "\x00" in url:
         raise ValueError("contains a NUL character")
@@ -62,17 +73,17 @@ def resolve_image_url(url: str, jsonl_dir: str, datastores: dict[str, str] | Non
             raise ValueError(f"{url!r} has no host name")
         return url
     if head.startswith("azureml:/"):
-        return _resolve_azureml(url, jsonl_dir, datastores or {})
+        return _resolve_azureml(url, jsonl_dir, datastores or {}, root_name)
     if head.startswith("file:"):
         return _resolve_file_url(url)
     if "://" in url:
         scheme = url.split("://", 1)[0]
         raise ValueError(f"unsupported URL scheme {scheme!r}; use a path, file://, azureml:// or http(s)://")
     if url.startswith("/"):
-        return os.path.normpath(url)
+        return os.path.normpath(url)  # the author's choice: not confined to a root
     if not url:
         raise ValueError("is empty")
-    return join_under(jsonl_dir, url, "the JSONL file's folder")
+    return join_under(jsonl_dir, url, root_name)
 
 
 def join_under(root: str, relative: str, what: str) -> str:
@@ -88,7 +99,7 @@ def join_under(root: str, relative: str, what: str) -> str:
     return joined
 
 
-def _resolve_azureml(url: str, jsonl_dir: str, datastores: dict[str, str]) -> str:
+def _resolve_azureml(url: str, jsonl_dir: str, datastores: dict[str, str], root_name: str) -> str:
     match = _AZUREML.fullmatch(url)
     if not match:
         raise ValueError(f"{url!r} is not an azureml datastore URI; expected "
@@ -98,7 +109,7 @@ def _resolve_azureml(url: str, jsonl_dir: str, datastores: dict[str, str]) -> st
         raise ValueError("contains a NUL character")
     folder = datastores.get(name) or datastores.get(name.lower())
     if folder is None:
-        return join_under(jsonl_dir, rel, f"the JSONL file's folder (datastore {name!r} is not mapped; "
+        return join_under(jsonl_dir, rel, f"{root_name} (datastore {name!r} is not mapped; "
                                           f"map it with --datastore {name}=DIR)")
     return join_under(folder, rel, f"datastore {name!r}")
 

@@ -130,6 +130,8 @@ def _summary(task, inferred: bool, sources, problems, tally: Tally) -> dict:
 
 
 def _sizes(widths: list, heights: list) -> dict | None:
+    """The smallest, median and largest image by pixel count, each an image of the data (minimum
+    and maximum per axis would pair the width of one image with the height of another)."""
     # None (size unknown) becomes NaN in a float array.
     w = np.array(widths, dtype=np.float64)
     h = np.array(heights, dtype=np.float64)
@@ -137,9 +139,13 @@ def _sizes(widths: list, heights: list) -> dict | None:
     if not known.any():
         return None
     w, h = w[known], h[known]
-    return {"known": int(known.sum()),
-            "min_width": int(w.min()), "max_width": int(w.max()), "median_width": int(np.median(w)),
-            "min_height": int(h.min()), "max_height": int(h.max()), "median_height": int(np.median(h))}
+    order = np.argsort(w * h, kind="stable")  # ties: the first one counted
+
+    def image(i) -> dict:
+        return {"width": int(w[i]), "height": int(h[i])}
+
+    return {"known": int(known.sum()), "min": image(order[0]), "median": image(order[(len(order) - 1) // 2]),
+            "max": image(order[-1])}
 
 
 def format_summary(summary: dict) -> str:
@@ -157,9 +163,9 @@ def format_summary(summary: dict) -> str:
     lines.extend(_class_table(summary["classes"]))
     sizes = summary["image_sizes"]
     if sizes:
-        lines.append(f"Image sizes ({sizes['known']} known): {sizes['min_width']}x{sizes['min_height']} min, "
-                     f"{sizes['median_width']}x{sizes['median_height']} median, "
-                     f"{sizes['max_width']}x{sizes['max_height']} max (width x height)")
+        lines.append(f"Image sizes ({sizes['known']} known): " + ", ".join(
+            f"{sizes[k]['width']}x{sizes[k]['height']} {k}" for k in ("min", "median", "max"))
+            + " (width x height, by pixel count)")
     else:
         lines.append("Image sizes: unknown (no image_details and the images were not opened)")
     return "\n".join(lines)
