@@ -39,7 +39,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, help="random seed: the same seed gives the same weights")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"),
                         help="auto (default): fp16 mixed precision on CUDA, fp32 on CPU; bf16 is ~2x faster on "
-                        "recent CPUs")
+                        "CPUs that compute it natively (AVX512-BF16, AMX) and runs as fp32 on the others")
     parser.add_argument("--datastore", action="append", default=[], metavar="NAME=DIR",
                         help="map an azureml:// datastore to a local folder (repeatable)")
     parser.add_argument("--workers", type=int, metavar="N",
