@@ -18,6 +18,7 @@ segmentation images are 224x168, objects anywhere in the image.
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -26,6 +27,7 @@ import orjson
 from PIL import Image, ImageDraw
 
 from ..errors import UsageError, VisionMLError
+from ..fileio import write_bytes_atomic, write_error
 from ..tasks import DETECTION, MULTICLASS, MULTILABEL, SEGMENTATION, canonical_task
 
 CLASSES = ("circle", "square", "triangle", "star")
@@ -62,7 +64,10 @@ def make_sample_data(task: str, out_dir, n: int = DEFAULT_N, seed: int = 0,
     paths = {"train": out / "train.jsonl", "val": out / "val.jsonl"}
     _refuse_overwrite(paths, overwrite)
     images_dir = out / "images"
-    images_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        images_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(images_dir, exc) from None
     if overwrite:
         for old in images_dir.glob("sample_*.jpg"):
             old.unlink()
@@ -117,8 +122,9 @@ def _make_image(task: str, index: int, classes: list[str], width: int, height: i
         _paint(canvas, polygon, rng)
     canvas += rng.normal(0.0, _PIXEL_NOISE, canvas.shape)
     name = f"sample_{index:05d}.jpg"
-    Image.fromarray(np.clip(canvas, 0, 255).round().astype(np.uint8)).save(
-        images_dir / name, quality=JPEG_QUALITY)
+    jpeg = io.BytesIO()
+    Image.fromarray(np.clip(canvas, 0, 255).round().astype(np.uint8)).save(jpeg, format="JPEG", quality=JPEG_QUALITY)
+    write_bytes_atomic(images_dir / name, jpeg.getvalue())
     return {"image_url": f"images/{name}",
             "image_details": {"format": "jpg", "width": width, "height": height},
             "label": _label(task, classes, polygons, width, height)}
@@ -277,5 +283,5 @@ def _stripes(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _write_jsonl(path: Path, lines: list[dict]) -> None:
-    path.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
+    write_bytes_atomic(path, b"".join(orjson.dumps(line) + b"\n" for line in lines))
 

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import VisionMLError
+from ..fileio import write_error
 
 
 @contextlib.contextmanager
@@ -20,10 +21,20 @@ def staging_folder(out_dir: Path):
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise VisionMLError(f"-o {out_dir}: exists and is not a folder; pass a folder path")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.export-", dir=out_dir.parent))
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.export-", dir=out_dir.parent))
+    except OSError as exc:
+        raise write_error(out_dir, exc) from None
     try:
         yield tmp
+    except OSError as exc:
+        # A file being staged or moved into place (disk full, permissions): name it as it would be
+        # in OUT, not by the temporary folder that is about to be removed.
+        staged = Path(exc.filename) if exc.filename is not None else None
+        if staged is None or staged == tmp or tmp in staged.parents:
+            raise write_error(out_dir / staged.relative_to(tmp) if staged else out_dir, exc) from None
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -68,10 +68,11 @@ def _figure(width=6.4, height=4.8):
 def _save(fig, path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+    from ..fileio import atomic_path
+
     FigureCanvasAgg(fig)
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, format="png")
-    tmp.replace(path)  # a reader never sees half a PNG
+    with atomic_path(path) as tmp:  # a reader never sees half a PNG; a failed write leaves no .tmp
+        fig.savefig(tmp, format="png")
 
 
 def _note(ax, text: str) -> None:

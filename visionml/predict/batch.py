@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import orjson
 
 from ..decode import DecodeError, decode_image
 from ..errors import VisionMLError
+from ..fileio import atomic_path
 
 from ..data.images import IMAGE_EXTENSIONS  # one list with validate's (gif and webp too)
 JSONL_EXTENSIONS = {".jsonl", ".json"}
@@ -104,13 +105,13 @@ def score_inputs(predictor, inputs: list[Input], write, batch_size: int, progres
 
 
 class JsonLinesOut:
-    """JSON lines to a file, written atomically (a temporary file renamed at the end, so a failed
-    run never leaves half a file), or to stdout when no path is given."""
+    """JSON lines to a file, written atomically (``fileio.atomic_path``: a temporary file renamed at
+    the end, removed if the run fails or is interrupted), or to stdout when no path is given."""
 
     def __init__(self, path: str | None):
         self.path = Path(path) if path else None
         self._fp = None
-        self._tmp = None
+        self._stack = ExitStack()
         self.written = 0
 
     def __enter__(self):
@@ -120,8 +121,10 @@ class JsonLinesOut:
         folder = self.path.resolve().parent
         if not folder.is_dir():
             raise VisionMLError(f"--output {self.path}: the folder {folder} does not exist")
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=folder)
-        self._fp = os.fdopen(fd, "wb")
+        with ExitStack() as stack:
+            tmp = stack.enter_context(atomic_path(self.path))
+            self._fp = stack.enter_context(open(tmp, "wb"))
+            self._stack = stack.pop_all()
         return self
 
     def write(self, obj: dict) -> None:
@@ -131,9 +134,6 @@ class JsonLinesOut:
     def __exit__(self, exc_type, exc, tb):
         if self.path is None:
             self._fp.flush()
-            return
-        self._fp.close()
-        if exc_type is None:
-            os.replace(self._tmp, self.path)
-        else:
-            os.unlink(self._tmp)
+            return None
+        # Closes the file (a full disk may only show here), then renames it or removes it.
+        return self._stack.__exit__(exc_type, exc, tb)

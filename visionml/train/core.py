@@ -109,6 +109,7 @@ def _train(options: TrainOptions, info: distributed.DistInfo) -> RunResult:
     _on_main(info, rundir.check, run_dir, options.resume)
     # All data is read and checked before the run folder is made: bad data leaves nothing behind.
     train_records, val_records, problems, settings.labels = _load_data(settings)
+    _on_main(info, _check_free_space, run_dir, settings, options.resume)
     _on_main(info, rundir.create, run_dir)
     if problems and info.is_main:
         from ..data.reader import write_invalid_lines
@@ -509,6 +510,51 @@ def _on_main(info, function, *args):
     error = distributed.broadcast(info, error) if info.enabled else error
     if error is not None:
         raise error
+
+
+# history.csv, config.json, metrics.json and the plots, with room to spare.
+SMALL_FILES_BYTES = 16 * 2**20
+
+
+def _check_free_space(run_dir: Path, settings: Settings, resume: bool) -> None:
+    """Refuse, before the run folder is made, a disk without room for the run's files: a full disk
+    would otherwise show only when the first epoch ends and its checkpoint cannot be written."""
+    from ..fileio import free_bytes
+
+    weights, checkpoint = _file_sizes(settings)
+    every = settings.hp.get("checkpoint_frequency")
+    kept = int(settings.hp["number_of_epochs"]) // int(every) if every else 0
+    if resume:  # its files exist already: room for the next last.pt beside the current one
+        need = checkpoint + SMALL_FILES_BYTES
+    else:  # last.pt and the copy that replaces it, model/, and the epoch checkpoints kept
+        need = (2 + kept) * checkpoint + weights + SMALL_FILES_BYTES
+    free = free_bytes(run_dir)
+    if free < need:
+        mb = lambda n: f"{n / 2**20:,.0f} MB"  # noqa: E731
+        extra = f" and {kept} kept epoch checkpoints (checkpoint_frequency={every})" if kept and not resume else ""
+        raise VisionMLError(f"{run_dir}: not enough free disk space for this run: it needs about {mb(need)} "
+                            f"(checkpoints/last.pt is about {mb(checkpoint)}, written beside the previous one, "
+                            f"model/weights.safetensors about {mb(weights)}{extra}) and the disk has {mb(free)} "
+                            f"free. Free some space, or pass --output on another disk")
+
+
+def _file_sizes(settings: Settings) -> tuple[int, int]:
+    """Bytes of the saved weights and of a checkpoint (weights plus the optimizer's state per
+    trainable parameter: a momentum buffer for SGD, two moments for Adam/AdamW, three with AMSGrad),
+    from the network built on the meta device (no memory, no weights)."""
+    from ..models.registry import build_model
+
+    with torch.device("meta"):
+        model = build_model(settings.model_name, settings.task, len(settings.labels),
+                            pretrained=settings.run["pretrained"], hp=settings.hp, fetch_weights=False)
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    hp = settings.hp
+    if hp.get("optimizer", "sgd") == "sgd":
+        slots = 1 if float(hp.get("momentum", 0.9)) > 0 else 0
+    else:
+        slots = 3 if hp.get("ams_gradient") else 2
+    return weights, weights + slots * trainable
 
 
 def _save_best(run_dir: Path, model, settings: Settings, metrics: dict, epoch: int) -> None:

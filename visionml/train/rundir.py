@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import UsageError, VisionMLError
-from ..fileio import write_bytes_atomic
+from ..fileio import write_bytes_atomic, write_error
 
 MODEL_DIR, CONFIG, HISTORY, METRICS = "model", "config.json", "history.csv", "metrics.json"
 CHECKPOINT, PLOTS, INVALID_LINES = "checkpoints/last.pt", "plots", "invalid_lines.jsonl"
@@ -43,8 +43,11 @@ def check(run_dir: Path, resume: bool) -> None:
 
 
 def create(run_dir: Path) -> None:
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    (run_dir / PLOTS).mkdir(exist_ok=True)
+    for folder in (run_dir / "checkpoints", run_dir / PLOTS):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_error(folder, exc) from None
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -166,6 +169,8 @@ def save_curves(rows: list[dict], plots_dir: Path, primary: str) -> list[Path]:
         ax.grid(alpha=0.3)
         ax.legend()
         fig.tight_layout()
-        fig.savefig(plots_dir / name)
+        png = io.BytesIO()
+        fig.savefig(png, format="png")
+        write_atomic(plots_dir / name, png.getvalue())
         written.append(plots_dir / name)
     return written
