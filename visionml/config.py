@@ -219,12 +219,14 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     # --- classification (Azure) ---
     Param("weighted_loss", "choice", 0, tasks=CLS, choices=(0, 1, 2),
           help="0 none, 1 sqrt(class weights), 2 class weights"),
-    Param("training_crop_size", "int", 224, tasks=CLS, low=1),
-    Param("validation_crop_size", "int", 224, tasks=CLS, low=1),
-    Param("validation_resize_size", "int", 256, tasks=CLS, low=1),
+    # Upper bounds on image sizes: far above any real setting, low enough that a typo (or an edited
+    # manifest) fails here instead of allocating tens of gigabytes per image.
+    Param("training_crop_size", "int", 224, tasks=CLS, low=1, high=4096),
+    Param("validation_crop_size", "int", 224, tasks=CLS, low=1, high=4096),
+    Param("validation_resize_size", "int", 256, tasks=CLS, low=1, high=4096),
     # --- detection and segmentation (Azure) ---
-    Param("min_size", "int", 600, tasks=DET, low=1),
-    Param("max_size", "int", 1333, tasks=DET, low=1),
+    Param("min_size", "int", 600, tasks=DET, low=1, high=8192),
+    Param("max_size", "int", 1333, tasks=DET, low=1, high=8192),
     Param("box_score_threshold", "float", 0.3, tasks=DET, low=0, high=1),
     Param("nms_iou_threshold", "float", 0.5, tasks=DET, low=0, high=1),
     Param("box_detections_per_image", "int", 100, tasks=DET, low=1),

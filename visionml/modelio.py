@@ -1,17 +1,23 @@
 """The model folder: ``visionml.json`` (manifest) + ``weights.safetensors``. Nothing is pickled.
 
 Loading rebuilds the network by registry name from the manifest and fills it from the
-safetensors file, so a model folder can come from anyone without running their code.
+safetensors file, so a model folder can come from anyone without running their code. The
+manifest records the SHA-256 of the weights (``"sha256": {"weights.safetensors": HEX}``), checked
+on load, so a damaged copy fails loudly instead of answering NaN; its values are checked with the
+hyperparameters' own types and ranges, so an edited manifest cannot make predict or serve
+allocate gigabytes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import platform
 from pathlib import Path
 
-from .errors import VisionMLError
-from .fileio import atomic_path
+from .errors import UsageError, VisionMLError
+from .fileio import atomic_path, write_error
 from .tasks import SEGMENTATION, TASKS, is_classification
 
 FORMAT_VERSION = 1
@@ -20,6 +26,9 @@ WEIGHTS = "weights.safetensors"
 
 INFERENCE_KEYS = ("box_score_threshold", "nms_iou_threshold", "box_detections_per_image")
 SEGMENTATION_INFERENCE_KEYS = ("mask_pixel_score_threshold", "max_number_of_polygon_points")
+# Each preprocessing value is checked as the hyperparameter it comes from.
+PREPROCESSING_PARAMS = {"resize_size": "validation_resize_size", "crop_size": "validation_crop_size",
+                        "min_size": "min_size", "max_size": "max_size"}
 
 
 def make_manifest(task: str, model_name: str, labels: list[str], hp: dict) -> dict:
@@ -51,12 +60,15 @@ def make_manifest(task: str, model_name: str, labels: list[str], hp: dict) -> di
 
 
 def save_model_folder(folder, model, manifest: dict) -> Path:
-    """Write the manifest and weights into ``folder``, each to a temporary name then renamed,
-    so a crash never leaves a half-written file under the final name."""
-    from safetensors.torch import save_file
+    """Write the manifest (with the weights' SHA-256) and the weights into ``folder``, each to a
+    temporary name then renamed, so a crash never leaves a half-written file under the final name."""
+    from safetensors.torch import save
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(folder, exc) from None
     _check_manifest(manifest, folder / MANIFEST)
     module = getattr(model, "module", model)  # unwrap DistributedDataParallel
     # How the network was laid out (pretrained detectors use frozen BatchNorm), so that loading
@@ -64,9 +76,17 @@ def save_model_folder(folder, model, manifest: dict) -> Path:
     manifest = {**manifest, "build": {"pretrained": bool(getattr(module, "visionml_pretrained", False))}}
     # safetensors refuses shared or non-contiguous storage; clone() gives each tensor its own.
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
-    _atomic_write(folder / WEIGHTS, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+    # Serialised here and written by Python: safetensors' save_file ignores a full disk, and the
+    # hash is then of exactly the bytes written.
+    data = save(state, metadata={"format": "pt"})
+    del state
+    manifest = {**manifest, "sha256": {WEIGHTS: hashlib.sha256(data).hexdigest()}}
     text = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
-    _atomic_write(folder / MANIFEST, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    # Both files are complete under temporary names before either is renamed (weights first), so a
+    # failed write leaves the previous pair as it was.
+    with atomic_path(folder / MANIFEST) as manifest_tmp, atomic_path(folder / WEIGHTS) as weights_tmp:
+        Path(weights_tmp).write_bytes(data)
+        Path(manifest_tmp).write_text(text, encoding="utf-8")
     return folder
 
 
@@ -116,6 +136,7 @@ def load_model_folder(folder, device: str = "cpu", hp_overrides: dict | None = N
     except (SafetensorError, OSError, ValueError) as exc:
         raise VisionMLError(f"{weights}: not a readable safetensors file ({exc}); copy the model folder "
                             f"again or retrain") from None
+    check_sha256(folder, manifest, WEIGHTS)  # a readable file may still hold damaged numbers
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -123,6 +144,29 @@ def load_model_folder(folder, device: str = "cpu", hp_overrides: dict | None = N
         raise VisionMLError(f"{weights}: the weights do not fit a {manifest['model_name']} with "
                             f"{len(manifest['labels'])} labels as {folder / MANIFEST} says ({first})") from None
     return model.to(torch.device(device)).eval(), manifest
+
+
+def file_sha256(path) -> str:
+    """The SHA-256 of the file at ``path``, as lowercase hex."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def check_sha256(folder, manifest: dict, name: str) -> None:
+    """Refuse ``folder/name`` when the manifest records a SHA-256 for it that its bytes do not
+    have. A manifest without one (written before visionml recorded hashes) is trusted as before."""
+    expected = (manifest.get("sha256") or {}).get(name)
+    if expected is None:
+        return
+    path = Path(folder) / name
+    try:
+        actual = file_sha256(path)
+    except OSError as exc:
+        raise VisionMLError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    if actual != expected:
+        raise VisionMLError(f"{path}: the file is damaged: its SHA-256 is {actual[:12]}..., but "
+                            f"{Path(folder) / MANIFEST} records {expected[:12]}... for it (a partial copy or "
+                            f"a failing disk). Copy the model folder again from where it was trained, or retrain")
 
 
 def _check_manifest(manifest, path: Path) -> None:
@@ -144,14 +188,58 @@ def _check_manifest(manifest, path: Path) -> None:
     labels = manifest["labels"]
     if not labels or not all(isinstance(x, str) for x in labels) or len(set(labels)) != len(labels):
         raise VisionMLError(f"{path}: labels: must be a non-empty list of distinct strings")
-    hp = manifest.get("hyperparameters", {})
-    if not isinstance(hp, dict):
-        raise VisionMLError(f"{path}: hyperparameters: must be a JSON object")
+    for key in ("hyperparameters", "inference", "preprocessing", "sha256"):
+        if not isinstance(manifest.get(key, {}), dict):
+            raise VisionMLError(f"{path}: {key}: must be a JSON object")
+    _check_values(manifest, path)
 
 
-def _atomic_write(target: Path, write) -> None:
-    with atomic_path(target) as tmp:
-        write(str(tmp))
+def _check_values(manifest: dict, path: Path) -> None:
+    """Every hyperparameter, inference setting and preprocessing value through its hyperparameter's
+    type and range (``visionml.config.PARAMS``), so a damaged or hand-edited manifest fails here,
+    naming the field, instead of as a 30 GB allocation or a server answering 500 to everything."""
+    from .config import PARAMS
+
+    task = manifest["task"]
+    for block in ("hyperparameters", "inference"):
+        for key, value in (manifest.get(block) or {}).items():
+            param = PARAMS.get(key)
+            if param is not None and task in param.tasks and not (block == "inference" and value is None):
+                _parse(param, value, path, f"{block}.{key}")
+    pre = manifest.get("preprocessing") or {}
+    values = {}
+    for key, name in PREPROCESSING_PARAMS.items():
+        if pre.get(key) is not None and task in PARAMS[name].tasks:
+            values[key] = _parse(PARAMS[name], pre[key], path, f"preprocessing.{key}")
+    if values.get("crop_size", 0) > values.get("resize_size", math.inf):
+        raise VisionMLError(f"{path}: preprocessing.crop_size ({values['crop_size']}) must be at most "
+                            f"preprocessing.resize_size ({values['resize_size']})")
+    if values.get("min_size", 0) > values.get("max_size", math.inf):
+        raise VisionMLError(f"{path}: preprocessing.min_size ({values['min_size']}) must be at most "
+                            f"preprocessing.max_size ({values['max_size']})")
+    for key in ("mean", "std"):
+        if key in pre and not _channel_values(pre[key], positive=key == "std"):
+            raise VisionMLError(f"{path}: preprocessing.{key}: {pre[key]!r} must be 3 finite numbers "
+                                f"(one per RGB channel){', each above 0' if key == 'std' else ''}")
+    for name, digest in (manifest.get("sha256") or {}).items():
+        if not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+            raise VisionMLError(f"{path}: sha256.{name}: {digest!r} is not a SHA-256 in hex")
+
+
+def _parse(param, value, path: Path, field: str):
+    try:
+        return param.parse(value)
+    except UsageError:
+        raise VisionMLError(f"{path}: {field}: {value!r} is not valid: it must be {param.describe()}. "
+                            f"The manifest was damaged or edited: restore the value (or copy the model "
+                            f"folder again)") from None
+
+
+def _channel_values(values, positive: bool) -> bool:
+    if not isinstance(values, list) or len(values) != 3:
+        return False
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+    return len(numbers) == 3 and (not positive or all(v > 0 for v in numbers))
 
 
 def _jsonable(value):

@@ -92,3 +92,18 @@ def test_a_failed_write_keeps_the_last_checkpoint(obstacle, sample_data, tmp_pat
     assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 1
     assert [p for p in run_dir.rglob("*") if p.name.endswith(".tmp")] == []
 
+
+def test_run_files_follow_the_umask(sample_data, tmp_path):
+    """Issue 13 item 10: another user (or a container with another UID) can read a run folder."""
+    data = sample_data("multiclass")
+    previous = os.umask(0o022)
+    try:
+        assert main(train_args("multiclass", data, tmp_path / "run")) == 0
+    finally:
+        os.umask(previous)
+    files = [p for p in (tmp_path / "run").rglob("*") if p.is_file()]
+    assert {p.relative_to(tmp_path / "run").as_posix() for p in files} >= {
+        "config.json", "history.csv", "metrics.json", "checkpoints/last.pt", "model/visionml.json",
+        "model/weights.safetensors"}
+    assert {p.relative_to(tmp_path).as_posix(): oct(p.stat().st_mode & 0o777) for p in files} == \
+        {p.relative_to(tmp_path).as_posix(): "0o644" for p in files}

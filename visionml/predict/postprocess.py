@@ -11,6 +11,22 @@ from ..geometry import mask_to_polygons_abs, polygon_abs_to_norm, xyxy_abs_to_no
 from ..tasks import MULTILABEL
 
 
+def check_finite(output, model_dir=None):
+    """``output`` (logits, or a detector's dict of arrays) unchanged if every value is finite; a
+    NaN or infinity means damaged weights or a diverged training, never an answer to send."""
+    import torch
+
+    values = output.values() if isinstance(output, dict) else [output]
+    if all(bool(torch.isfinite(torch.as_tensor(v)).all()) for v in values):
+        return output
+    from ..errors import VisionMLError
+
+    where = f"{model_dir}: " if model_dir is not None else ""
+    raise VisionMLError(f"{where}the model's output is not finite (NaN or infinity): its weights are damaged "
+                        f"or its training diverged. Copy the model folder again, or retrain (e.g. with a "
+                        f"lower learning_rate)")
+
+
 def class_probabilities(logits, task: str) -> list[np.ndarray]:
     """Softmax over classes for multi-class, an independent sigmoid per class for multi-label."""
     import torch

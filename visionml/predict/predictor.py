@@ -119,11 +119,13 @@ class Predictor:
         if is_classification(self.task):
             import torch
 
-            return postprocess.class_probabilities(self.backend.run(torch.stack(inputs)), self.task)
+            logits = postprocess.check_finite(self.backend.run(torch.stack(inputs)), self.model_dir)
+            return postprocess.class_probabilities(logits, self.task)
         with_masks = self.task == SEGMENTATION
         settings = self.settings if self._score_floor is None else {**self.settings,
                                                                    "box_score_threshold": self._score_floor}
-        return [postprocess.detections(o, settings, with_masks) for o in self.backend.run(inputs)]
+        return [postprocess.detections(postprocess.check_finite(o, self.model_dir), settings, with_masks)
+                for o in self.backend.run(inputs)]
 
     def predict(self, images, xai=None, filenames=None) -> list[dict]:
         """Azure's output object for each image (a path, bytes, a base64 string or a PIL image).
