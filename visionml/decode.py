@@ -2,20 +2,23 @@
 
 Everything that scores (``Predictor.predict``, ``visionml serve``, ``visionml predict``, the
 explainers) goes through here, so the same bytes give the same image and the same answer
-everywhere. Pixels are decoded by ``visionml.data.images.load_rgb`` (EXIF orientation, RGB,
-decompression-bomb limit).
+everywhere. ``read_header`` checks an input from its header alone (Pillow's lazy open: size,
+format, the per-image pixel limit); ``EncodedImage.decode`` then decodes the pixels with
+``visionml.data.images.load_rgb`` (EXIF orientation, RGB), which the server does only when the
+model's batch runs.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import io
 import json
 import os
 import re
 from dataclasses import dataclass, field
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from .data.images import DEFAULT_MAX_PIXELS, load_rgb
 from .errors import VisionMLError
@@ -24,6 +27,8 @@ from .errors import VisionMLError
 _MAX_PATH_CHARS = 4096
 _WHITESPACE = re.compile(rb"\s+")
 _DATA_URI = re.compile(r"^data:[\w/+.-]*;base64,", re.IGNORECASE)
+_OBJECT_REPR = re.compile(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>")
+_EXTENSION = re.compile(r"\.[A-Za-z][A-Za-z0-9]{1,4}$")
 
 
 class DecodeError(VisionMLError):
@@ -97,22 +102,98 @@ def _item_from_dict(obj: dict) -> ScoreItem:
                      xai_parameters=params)
 
 
-def decode_image(src, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Any scoring input as an RGB PIL image: a PIL image, raw bytes, a path (str or PathLike) or a
-    base64 string. Raises ``DecodeError`` saying what was wrong."""
+class EncodedImage:
+    """An image whose header has been read and checked but whose pixels are not decoded yet:
+    ``width``, ``height`` and ``format`` come from Pillow's lazy open, ``decode()`` gives the RGB
+    image. The server keeps these (the compressed bytes) until the model's batch runs, so a
+    request's pixels can be counted and refused before any of them is decoded."""
+
+    __slots__ = ("source", "width", "height", "format")
+
+    def __init__(self, source, width: int, height: int, fmt: str):
+        self.source = source  # bytes, a path (str) or an already decoded PIL image
+        self.width, self.height, self.format = width, height, fmt
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+    def decode(self, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+        """The RGB image (EXIF orientation applied); ``DecodeError`` if the pixels do not decode."""
+        try:
+            return load_rgb(self.source, max_pixels=max_pixels)
+        except ValueError as exc:
+            raise DecodeError(f"{self._where()}{_plain(exc)}") from exc
+        except OSError as exc:
+            raise DecodeError(f"{self._where()}cannot read ({exc.strerror or _plain(exc)})") from exc
+
+    def _where(self) -> str:
+        return f"{self.source}: " if isinstance(self.source, str) else ""
+
+
+def read_header(src, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> EncodedImage:
+    """Any scoring input (a PIL image, raw bytes, a binary file, a path as str or PathLike, or a
+    base64 string) as an ``EncodedImage``, its size checked against ``max_pixels`` from the
+    header. Raises ``DecodeError`` saying what was wrong."""
+    if isinstance(src, Image.Image):
+        return EncodedImage(src, src.width, src.height, src.format or "image")
     if isinstance(src, str) and _is_existing_file(src):
-        src = os.fspath(src)
-    elif isinstance(src, str):
-        src = b64decode(src)
-    elif isinstance(src, os.PathLike) and not os.path.isfile(src):
-        raise DecodeError(f"{os.fspath(src)}: no such file")
+        return _header(src, os.fspath(src), max_pixels)
+    if isinstance(src, str):
+        try:
+            data = b64decode(src)
+        except DecodeError:
+            if _looks_like_path(src):
+                raise DecodeError(f"no such file: {src}") from None
+            raise
+        return _header(data, data, max_pixels)
+    if isinstance(src, os.PathLike):
+        if not os.path.isfile(src):
+            raise DecodeError(f"no such file: {os.fspath(src)}")
+        return _header(os.fspath(src), os.fspath(src), max_pixels)
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        data = bytes(src)
+    elif hasattr(src, "read"):
+        data = src.read()
+    else:
+        raise DecodeError(f"cannot score a {type(src).__name__}: pass a path, bytes, a base64 string or a PIL image")
+    return _header(data, data, max_pixels)
+
+
+def decode_image(src, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Any scoring input as an RGB PIL image (see ``read_header``). Raises ``DecodeError`` saying
+    what was wrong."""
+    return read_header(src, max_pixels).decode(max_pixels)
+
+
+def _header(source, data_or_path, max_pixels) -> EncodedImage:
+    where = f"{source}: " if isinstance(source, str) else ""
     try:
-        return load_rgb(src, max_pixels=max_pixels)
-    except ValueError as exc:
-        where = f"{src}: " if isinstance(src, (str, os.PathLike)) else ""
-        raise DecodeError(f"{where}{exc}") from exc
+        with Image.open(io.BytesIO(data_or_path) if isinstance(data_or_path, bytes) else data_or_path) as img:
+            width, height, fmt = img.width, img.height, img.format or "image"
+    except UnidentifiedImageError:
+        raise DecodeError(f"{where}not a readable image (cannot identify image file)") from None
     except OSError as exc:
-        raise DecodeError(f"{src}: cannot read ({exc.strerror or exc})") from exc
+        if exc.errno is not None:  # the file itself: permission denied, a folder, ...
+            raise DecodeError(f"{where}cannot read ({exc.strerror or _plain(exc)})") from None
+        raise DecodeError(f"{where}not a readable image ({_plain(exc)})") from None
+    except Exception as exc:  # noqa: BLE001 - a malformed header can raise almost anything inside a plugin
+        raise DecodeError(f"{where}not a readable image ({type(exc).__name__}: {_plain(exc)})") from None
+    if max_pixels is not None and width * height > max_pixels:
+        raise DecodeError(f"{where}image is {width}x{height} = {width * height:,} pixels, "
+                          f"over the limit of {max_pixels:,}")
+    return EncodedImage(source, width, height, fmt)
+
+
+def _plain(exc: BaseException) -> str:
+    """An exception's message without the ``<_io.BytesIO object at 0x...>`` reprs Pillow puts in."""
+    return _OBJECT_REPR.sub("", str(exc)).strip() or type(exc).__name__
+
+
+def _looks_like_path(text: str) -> bool:
+    """A string that is not base64 but reads like a file name: it has a folder separator or ends
+    in an extension (a dot is never base64)."""
+    return len(text) <= _MAX_PATH_CHARS and ("/" in text or os.sep in text or bool(_EXTENSION.search(text)))
 
 
 def _is_existing_file(text: str) -> bool:
