@@ -9,6 +9,7 @@ orientation applied, the same image the predictor sees); predictions come from
 from __future__ import annotations
 
 import contextlib
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -89,9 +90,12 @@ def evaluate_predictor(predictor, data, *, datastores: dict[str, str] | None = N
     _check_labels(loaded, predictor.labels, task)
     # AP from boxes down to a low score; precision/recall at the deployment's threshold (metrics_for_task).
     floor = getattr(predictor, "scoring_down_to", None)
+    records, skipped = _usable(predictor, loaded.records)
     with floor(AP_SCORE_FLOOR) if floor is not None else contextlib.nullcontext():
-        ground_truth, predictions = _score(predictor, loaded.records, task, batch_size, progress)
+        ground_truth, predictions = _score(predictor, records, task, batch_size, progress)
     metrics = metrics_for_task(task, ground_truth, predictions, predictor.labels, predictor.settings)
+    if skipped:
+        metrics["notes"] = [_skipped_note(skipped), *metrics.get("notes", [])]
     if plots_dir is not None:
         save_plots(task, ground_truth, predictions, predictor.labels, metrics, plots_dir)
     return {"task": task, "primary_metric": PRIMARY_METRIC[task], **metrics, "data": str(data)}
@@ -117,6 +121,31 @@ def _record_labels(record) -> list[str]:
     if record.objects:
         return [o.label for o in record.objects]
     return [record.label] if isinstance(record.label, str) else list(record.label or [])
+
+
+def _usable(predictor, records) -> tuple[list, list[str]]:
+    """The records the model can take, and ``FILE:LINE: image_url: reason`` for each it cannot (an
+    aspect ratio that resizes to nothing, say), from the sizes the reader took from the headers.
+    Each skipped one is reported on stderr; none left is an error."""
+    check = getattr(predictor, "size_problem", None)
+    if check is None:
+        return list(records), []
+    usable, skipped = [], []
+    for record in records:
+        problem = check(record.width, record.height) if record.width and record.height else None
+        if problem:
+            skipped.append(f"{record.where}: image_url: {record.image_url}: {problem}")
+            print(f"visionml evaluate: skipped {skipped[-1]}", file=sys.stderr)
+        else:
+            usable.append(record)
+    if not usable:
+        raise VisionMLError("no image of the data can be scored by this model:\n" + "\n".join(skipped[:20]))
+    return usable, skipped
+
+
+def _skipped_note(skipped: list[str]) -> str:
+    shown = "; ".join(skipped[:5]) + (f"; ... and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+    return (f"skipped {len(skipped)} image(s) the model cannot take (not in these metrics): {shown}")
 
 
 # ----------------------------------------------------------------------------- scoring

@@ -681,11 +681,21 @@ def size_rule(task: str | None, settings: dict, max_pixels: int | None):
 
     if task is None:
         return None
+    if is_detection_like(task) and _resizes_to_fixed_size(settings.get("model_name")):
+        return lambda width, height: None  # ssdlite makes every image 320x320, whatever its shape
     if is_detection_like(task):
         min_size, max_size = setting("min_size"), setting("max_size")
         return lambda width, height: detector_size_problem(width, height, min_size, max_size)
     resize = setting("validation_resize_size")
     return lambda width, height: classifier_size_problem(width, height, resize, max_pixels)
+
+
+def _resizes_to_fixed_size(model_name: str | None) -> bool:
+    from .. import models  # noqa: F401  (fills the registry; no torch import)
+    from ..models.registry import MODELS
+
+    spec = MODELS.get(model_name) if model_name else None
+    return spec is not None and spec.family == "ssdlite"
 
 
 def _check_images(records: list[ImageRecord], max_pixels, problems: list, fits=None) -> list[ImageRecord]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import orjson
 
-from ..decode import DecodeError, decode_image
+from ..decode import DecodeError, read_header
 from ..errors import VisionMLError
 from ..fileio import atomic_path
 
@@ -71,12 +71,17 @@ def _jsonl_inputs(path: Path, datastores: dict, inputs: list, problems: list) ->
                 problems.append(f"{path}:{number}: image_url: {exc}")
 
 
-def _load(item: Input, max_pixels):
-    """``(image, None)`` or ``(None, problem)``: an unreadable image is reported, not fatal."""
+def _load(item: Input, predictor):
+    """``(image, None)`` or ``(None, problem)``: an unreadable image, or one the model cannot take
+    (checked from its header, before decoding), is reported, not fatal."""
     from ..data.images import local_path
 
     try:
-        return decode_image(local_path(item.location), max_pixels), None
+        encoded = read_header(local_path(item.location), predictor.max_pixels)
+        problem = predictor.size_problem(encoded.width, encoded.height)
+        if problem:
+            return None, f"{item.name}: {problem}"
+        return encoded.decode(predictor.max_pixels), None
     except (DecodeError, ValueError, OSError) as exc:
         return None, f"{item.name}: {exc}"
 
@@ -87,7 +92,7 @@ def score_inputs(predictor, inputs: list[Input], write, batch_size: int, progres
     problems: list[str] = []
     chunks = [inputs[i:i + batch_size] for i in range(0, len(inputs), batch_size)]
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        submit = lambda chunk: [pool.submit(_load, item, predictor.max_pixels) for item in chunk]  # noqa: E731
+        submit = lambda chunk: [pool.submit(_load, item, predictor) for item in chunk]  # noqa: E731
         pending = submit(chunks[0]) if chunks else []
         for k, chunk in enumerate(chunks):
             loaded = [f.result() for f in pending]

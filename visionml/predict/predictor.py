@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..data.images import DEFAULT_MAX_PIXELS
-from ..decode import DecodeError, decode_image, filename_of
+from ..decode import DecodeError, filename_of, read_header
 from ..errors import VisionMLError
 from ..tasks import SEGMENTATION, is_classification
 from . import postprocess
@@ -41,6 +41,7 @@ class Predictor:
         self.max_pixels = max_pixels
         self.batch_size = int(self.settings["validation_batch_size"])
         self._score_floor: float | None = None  # set by scoring_down_to
+        self._size_rule = None  # (width, height) -> reason or None, made on first use
         if is_classification(self.task):
             self._transform = self._classification_transform()
         elif model is not None:
@@ -75,6 +76,21 @@ class Predictor:
                 yield
         finally:
             self._score_floor = None
+
+    def size_problem(self, width: int, height: int) -> str | None:
+        """Why this model cannot take a ``width`` x ``height`` image (a detector would resize a
+        100000x1 image to 0 pixels; a classifier would resize it to billions), or None when it
+        can: checked from an image's header before it is decoded or batched with others."""
+        if self._size_rule is None:
+            from ..data.reader import size_rule
+
+            settings = self.settings  # its model_name tells ssdlite (any shape fits) from the others
+            transform = getattr(self.model, "transform", None)
+            if getattr(transform, "fixed_size", None) is None and hasattr(transform, "min_size"):
+                # the sizes the network really resizes to (the folder's, or those it was built with)
+                settings = {**settings, "min_size": transform.min_size[-1], "max_size": transform.max_size}
+            self._size_rule = size_rule(self.task, settings, self.max_pixels)
+        return self._size_rule(width, height)
 
     # -- preprocessing ---------------------------------------------------------------------
     def _classification_transform(self):
@@ -133,14 +149,18 @@ class Predictor:
         ``xai``: None; one ``xai_parameters`` dict for every image; or a list with a dict (explain
         this image) or None per image. Detection and segmentation ignore it (scores only)."""
         images = list(images)
+        names = list(filenames) if filenames is not None else [filename_of(s, i) for i, s in enumerate(images)]
         pils = []
         for i, src in enumerate(images):
             try:
-                pils.append(decode_image(src, self.max_pixels))
+                encoded = read_header(src, self.max_pixels)
+                problem = self.size_problem(encoded.width, encoded.height)
+                if problem:
+                    raise DecodeError(f"{names[i]}: {problem}")
+                pils.append(encoded.decode(self.max_pixels))
             except DecodeError as exc:
                 exc.index = i
                 raise
-        names = list(filenames) if filenames is not None else [filename_of(s, i) for i, s in enumerate(images)]
         xai_list = xai if isinstance(xai, list) else [xai] * len(pils)
         raws = self.raw_predict(pils)
         return [self.to_output(r, p, n, x) for r, p, n, x in zip(raws, pils, names, xai_list)]

@@ -284,8 +284,12 @@ def _load_data(settings: Settings):
     run = settings.run
     datastores = parse_datastores(run.get("datastores") or [])
     skip = bool(run["skip_invalid"])
-    train = read_dataset(run["training_data"], settings.task, datastores=datastores, skip_invalid=skip)
-    val = (read_dataset(run["validation_data"], settings.task, datastores=datastores, skip_invalid=skip)
+    # An image the model cannot take (a shape that resizes to nothing) is a problem of its line too.
+    model = {**settings.hp, "model_name": settings.model_name}
+    train = read_dataset(run["training_data"], settings.task, datastores=datastores, skip_invalid=skip,
+                         model_settings=model)
+    val = (read_dataset(run["validation_data"], settings.task, datastores=datastores, skip_invalid=skip,
+                        model_settings=model)
            if run.get("validation_data") else None)
     problems = train.problems + (val.problems if val else [])
     labels = settings.labels or sorted(set(train.labels) | set(val.labels if val else []))
