@@ -2,9 +2,15 @@
 
 ``create_app(predictor)`` takes a loaded predictor (testable without a process); ``visionml
 serve`` wraps it in uvicorn. Model calls never run on the event loop: requests are queued to a
-single worker thread that gathers concurrent requests into one batch (``MicroBatcher``), so
-throughput under load approaches offline batch throughput while each client still sends one
-image at a time.
+worker thread that gathers concurrent requests into one batch (``MicroBatcher``), so throughput
+under load approaches offline batch throughput while each client still sends one image at a time.
+
+One client's image never costs another its answer. A request is checked from the image headers
+alone (per-image and per-request pixel caps, whether the model can take each image's shape)
+before any pixel is decoded; pixels are decoded when the batch runs, so a queue of requests holds
+compressed bytes only; an item the model fails on inside a batch is found by scoring the rest
+without it. Requests asking for explanations (seconds per item) have their own worker thread and
+queue, so plain scoring is never held up behind them.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import asyncio
 import concurrent.futures
 import ctypes
 import ctypes.util
+import functools
 import hmac
 import logging
 import queue
@@ -27,8 +34,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 
 from .data.images import DEFAULT_MAX_PIXELS
-from .decode import DecodeError, decode_image, parse_score_item
+from .decode import DecodeError, parse_score_item, read_header
 from .errors import VisionMLError
+from .tasks import is_classification
 
 log = logging.getLogger("visionml.serve")
 
@@ -36,7 +44,17 @@ DEFAULT_MAX_BODY_MB = 64
 DEFAULT_MAX_BATCH = 16
 DEFAULT_WINDOW_MS = 5.0
 DEFAULT_MAX_QUEUE = 256  # requests waiting for the model; beyond it new ones get 503
+DEFAULT_MAX_EXPLANATIONS = 4  # explanation items per request (XRAI takes ~1.4 s each on 2 cores)
+MAX_EXPLAIN_QUEUE = 16  # explanation requests waiting; more get 503 rather than minutes of waiting
 IDLE_TRIM_S = 1.0  # after this long without requests, freed memory goes back to the OS
+# The default cap on decoded pixels per request (and per batch the model runs) lets a batch's
+# pixels use at most MEMORY_FRACTION of the machine's memory. Peak bytes per decoded pixel, measured
+# with Predictor.raw_predict on a 36-megapixel JPEG: a classifier 11 (the RGB image and its uint8
+# tensor, resized before anything else), a detector 44 (the RGB image, its float32 tensor and the
+# detector's normalised copy, all at full size); rounded up.
+BYTES_PER_PIXEL = {"classification": 16, "detection": 48}
+MEMORY_FRACTION = 1 / 8
+MIN_REQUEST_PIXELS = 4096 * 4096  # even a small container takes one 16-megapixel photo
 
 
 class RequestError(Exception):
@@ -53,29 +71,43 @@ class QueueFull(Exception):
 
 @dataclass
 class Job:
-    """One request's decoded images, waiting for the model."""
+    """One request's images, header-checked but not decoded, waiting for the model."""
 
-    images: list
+    images: list  # decode.EncodedImage: compressed bytes and the size from the header
     names: list[str]
     xai: list
     future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
+    decoded: list | None = None  # the RGB images, only while its batch runs
+
+    @property
+    def pixels(self) -> int:
+        return sum(image.pixels for image in self.images)
+
+    @property
+    def explains(self) -> bool:
+        return any(x is not None for x in self.xai)
 
 
 class MicroBatcher:
-    """A single worker thread running the model. A job is a request's images; the worker takes
-    the oldest job, waits at most ``window_s`` for more (or takes whatever queued up while the
-    model was busy), runs them as one batch of at most ``max_batch`` images, and resolves each
-    job's future with its own wire objects."""
+    """A worker thread running the model. A job is a request's images; the worker takes the
+    oldest job and, for at most ``window_s``, more (or whatever queued up while the model was
+    busy) while the batch has fewer than ``max_batch`` images and the next job keeps it within
+    ``max_pixels`` (else that job starts the next batch). It decodes them (on ``decoder``'s
+    threads when given), runs them through the model together, and resolves each job's future
+    with its own wire objects."""
 
     _STOP = object()
 
     def __init__(self, predictor, max_batch: int = DEFAULT_MAX_BATCH, window_s: float = DEFAULT_WINDOW_MS / 1000,
-                 max_queue: int = DEFAULT_MAX_QUEUE):
+                 max_queue: int = DEFAULT_MAX_QUEUE, max_pixels: int | None = None, decoder=None,
+                 name: str = "visionml-model"):
         self.predictor = predictor
         self.max_batch = max(1, int(max_batch))
         self.window_s = window_s
+        self.max_pixels = max_pixels
+        self.decoder = decoder
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, int(max_queue)))
-        self._thread = threading.Thread(target=self._loop, name="visionml-model", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -93,63 +125,136 @@ class MicroBatcher:
         return job.future
 
     def _loop(self) -> None:
-        worked = False
+        worked, carry = False, None
         while True:
-            try:
-                job = self._queue.get(timeout=IDLE_TRIM_S if worked else None)
-            except queue.Empty:
-                release_free_memory()
-                worked = False
-                continue
+            if carry is not None:
+                job, carry = carry, None
+            else:
+                try:
+                    job = self._queue.get(timeout=IDLE_TRIM_S if worked else None)
+                except queue.Empty:
+                    release_free_memory()
+                    worked = False
+                    continue
             if job is self._STOP:
                 return
-            batch, stop = self._gather(job)
+            batch, carry = self._gather(job)
             self._run(batch)
             worked = True
-            if stop:
-                return
 
-    def _gather(self, first: Job) -> tuple[list[Job], bool]:
-        batch, count = [first], len(first.images)
+    def _gather(self, first: Job) -> tuple[list[Job], object]:
+        """The batch starting with ``first``, and the job (or stop) taken from the queue that did
+        not fit in it, to start the next one."""
+        batch, count, pixels = [first], len(first.images), first.pixels
         deadline = time.monotonic() + self.window_s
         while count < self.max_batch:
             try:
                 job = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 break
-            if job is self._STOP:
-                return batch, True
+            if job is self._STOP or (self.max_pixels and pixels + job.pixels > self.max_pixels):
+                return batch, job
             batch.append(job)
             count += len(job.images)
-        return batch, False
+            pixels += job.pixels
+        return batch, None
 
     def _run(self, batch: list[Job]) -> None:
         jobs = [job for job in batch if job.future.set_running_or_notify_cancel()]
+        try:
+            decoded = self._decode(jobs)
+            if decoded:
+                self._score(decoded)
+        except Exception as exc:  # noqa: BLE001 - a bug: these requests get 500, the thread lives
+            log.exception("error while running a batch of %d request(s)", len(jobs))
+            for job in jobs:
+                job.decoded = None
+                if not job.future.done():
+                    job.future.set_exception(exc)
+
+    def _decode(self, jobs: list[Job]) -> list[Job]:
+        """Decode every image of ``jobs``; a job with an image that does not decode (cut short, say)
+        gets its 400 here, and the jobs whose images all decoded are returned."""
         images = [image for job in jobs for image in job.images]
+        if self.decoder is not None and len(images) > 1:
+            results = iter(self.decoder.map(_decode_one, images))
+        else:
+            results = map(_decode_one, images)
+        ready = []
+        for job in jobs:
+            pairs = [next(results) for _ in job.images]
+            bad = next((index for index, (_, error) in enumerate(pairs) if error is not None), None)
+            if bad is None:
+                job.decoded = [pil for pil, _ in pairs]
+                ready.append(job)
+            else:
+                job.future.set_exception(RequestError(400, pairs[bad][1], bad))
+        return ready
+
+    def _score(self, jobs: list[Job]) -> None:
+        images = [pil for job in jobs for pil in job.decoded]
         try:
             raws = self.predictor.raw_predict(images, batch_size=self.max_batch)
-        except Exception as exc:  # noqa: BLE001 - the failure goes to the waiting requests, the thread lives
-            log.exception("model failed on a batch of %d image(s)", len(images))
-            for job in jobs:
-                job.future.set_exception(exc)
+        except Exception as exc:  # noqa: BLE001 - the thread lives; find whose image it was
+            if len(jobs) > 1:
+                log.warning("model failed on a batch of %d requests (%s: %s); scoring each alone",
+                            len(jobs), type(exc).__name__, exc)
+                for job in jobs:
+                    self._score([job])
+            else:
+                self._score_alone(jobs[0], exc)
             return
         offset = 0
         for job in jobs:
-            part = raws[offset:offset + len(job.images)]
+            self._finish(job, raws[offset:offset + len(job.images)])
             offset += len(job.images)
-            try:
-                job.future.set_result(self._outputs(job, part))
-            except Exception as exc:  # noqa: BLE001 - e.g. bad xai_parameters: this request only
-                job.future.set_exception(exc)
+
+    def _score_alone(self, job: Job, exc: Exception) -> None:
+        """A request the model failed on: one image at a time, so the answer names the item it
+        fails on (500: nothing says the image is at fault), or is complete if none fails alone."""
+        index = 0
+        if len(job.decoded) > 1:
+            raws = []
+            for index, pil in enumerate(job.decoded):
+                try:
+                    raws.extend(self.predictor.raw_predict([pil], batch_size=1))
+                except Exception as item_exc:  # noqa: BLE001 - this request only
+                    exc = item_exc
+                    break
+            else:
+                self._finish(job, raws)  # no image fails alone: it was the batch that failed
+                return
+        log.error("model failed on item %d of a request", index, exc_info=exc)
+        job.decoded = None
+        job.future.set_exception(RequestError(500, f"the model failed on this image: {type(exc).__name__}: {exc}",
+                                              index))
+
+    def _finish(self, job: Job, raws: list) -> None:
+        try:
+            job.future.set_result(self._outputs(job, raws))
+        except Exception as exc:  # noqa: BLE001 - e.g. bad xai_parameters: this request only
+            job.future.set_exception(exc)
+        finally:
+            job.decoded = None  # the pixels go now, not when the response has been sent
 
     def _outputs(self, job: Job, raws: list) -> list[dict]:
         outputs = []
-        for index, (raw, image, name, xai) in enumerate(zip(raws, job.images, job.names, job.xai)):
+        for index, (raw, image, name, xai) in enumerate(zip(raws, job.decoded, job.names, job.xai)):
             try:
                 outputs.append(self.predictor.to_output(raw, image, name, xai))
             except VisionMLError as exc:
                 raise RequestError(400, str(exc), index) from exc
         return outputs
+
+
+def _decode_one(image) -> tuple:
+    """``(pil, None)`` or ``(None, message)``; the header (and its pixel limit) was checked already."""
+    try:
+        return image.decode(None), None
+    except DecodeError as exc:
+        return None, str(exc)
+    except Exception as exc:  # noqa: BLE001 - e.g. a plugin's own error on malformed data: this item only
+        return None, f"not a readable image ({type(exc).__name__})"
 
 
 def release_free_memory() -> None:
@@ -170,22 +275,66 @@ def release_free_memory() -> None:
 _LIBC = None
 
 
+def default_max_request_pixels(task: str | None = None) -> int:
+    """The default ``max_request_pixels`` for a model of ``task``: a batch's decoded pixels use at
+    most ``MEMORY_FRACTION`` of the memory this process may use (the machine's, or its container's
+    limit), at the task's ``BYTES_PER_PIXEL`` (a detector's when the task is not known)."""
+    per_pixel = BYTES_PER_PIXEL["classification" if task and is_classification(task) else "detection"]
+    return max(MIN_REQUEST_PIXELS, int(machine_memory_bytes() * MEMORY_FRACTION) // per_pixel)
+
+
+def machine_memory_bytes() -> int:
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system that reports it
+        memory = 8 * 2**30
+    for limit in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(limit) as fp:
+                text = fp.read().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            memory = min(memory, int(text))
+    return memory
+
+
 # -- request parsing (pure, runs in the thread pool) ---------------------------------------------
 
-def parse_request(body: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Job:
-    """The body of ``POST /score`` as decoded images; ``RequestError(400)`` naming the problem."""
+def parse_request(body: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS, *, size_problem=None,
+                  max_request_pixels: int | None = None, max_explanations: int | None = None) -> Job:
+    """The body of ``POST /score`` as header-checked images, none decoded: ``RequestError(400)``
+    naming the bad item (not base64, not an image, over ``max_pixels``, or a shape the model
+    cannot take per ``size_problem(width, height)``), ``RequestError(413)`` when the images'
+    pixels add up to more than ``max_request_pixels`` or more than ``max_explanations`` items ask
+    for an explanation."""
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise RequestError(400, f"the body is not valid JSON ({exc})") from None
     data = _data_list(payload)
     images, names, xai = [], [], []
+    pixels = explanations = 0
     for index, entry in enumerate(data):
         try:
             item = parse_score_item(entry)
-            images.append(decode_image(item.image, max_pixels))
+            explanations += bool(item.model_explainability)
+            if max_explanations is not None and explanations > max_explanations:
+                raise RequestError(413, f"item {index} is explanation number {explanations}: this server explains "
+                                        f"at most {max_explanations} items per request (--max-explanations-per-"
+                                        f"request); send the rest in further requests", index)
+            image = read_header(item.image, max_pixels)
         except DecodeError as exc:
             raise RequestError(400, str(exc), index) from None
+        problem = size_problem(image.width, image.height) if size_problem is not None else None
+        if problem:
+            raise RequestError(400, problem, index)
+        pixels += image.pixels
+        if max_request_pixels and pixels > max_request_pixels:
+            raise RequestError(413, f"the images up to item {index} have {pixels:,} pixels, over this server's "
+                                    f"limit of {max_request_pixels:,} decoded pixels per request "
+                                    f"(--max-request-pixels); send fewer or smaller images per request", index)
+        images.append(image)
         names.append(f"image_{index}")
         xai.append(item.xai_parameters if item.model_explainability else None)
     return Job(images=images, names=names, xai=xai)
@@ -264,17 +413,22 @@ class RequestLog:
 
 
 class _Server:
-    """What the routes share: the predictor (possibly still loading), the batcher and the limits."""
+    """What the routes share: the predictor (possibly still loading), the two lanes (scoring and
+    explanations) and the limits."""
 
-    def __init__(self, predictor, loader, api_key, max_body_bytes, max_batch, window_s, max_queue, max_pixels):
+    def __init__(self, predictor, loader, api_key, max_body_bytes, max_batch, window_s, max_queue, max_pixels,
+                 max_request_pixels, max_explanations):
         self.predictor, self.loader = predictor, loader
         self.api_key = api_key
         self.max_body_bytes, self.max_pixels = max_body_bytes, max_pixels
+        self.max_request_pixels, self.max_explanations = max_request_pixels, max_explanations
         self.batcher_args = (max_batch, window_s, max_queue)
         self.batcher: MicroBatcher | None = None
+        self.explainer: MicroBatcher | None = None
+        self.parse = None
         self.load_error: str | None = None
-        # Decoding has its own few threads: enough to keep the model fed, few enough not to fight
-        # it for the cores (and each thread that allocates grows malloc's per-thread arenas).
+        # Header reading and decoding have their own few threads: enough to keep the model fed, few
+        # enough not to fight it for the cores (and each thread that allocates grows malloc's arenas).
         self.decoder = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="visionml-decode")
 
     def start(self) -> None:
@@ -291,13 +445,30 @@ class _Server:
             self.load_error = str(exc)
 
     def _ready(self, predictor) -> None:
-        self.batcher = MicroBatcher(predictor, *self.batcher_args)
-        self.batcher.start()
+        max_batch, window_s, max_queue = self.batcher_args
+        if self.max_request_pixels is None:
+            self.max_request_pixels = default_max_request_pixels(getattr(predictor, "task", None))
+        log.info("at most %s decoded pixels per request, %d explanation items per request",
+                 f"{self.max_request_pixels:,}", self.max_explanations)
+        # Only classifiers explain (detectors answer such items with scores): they get a second lane.
+        explains = is_classification(getattr(predictor, "task", ""))
+        self.parse = functools.partial(
+            parse_request, max_pixels=self.max_pixels, size_problem=getattr(predictor, "size_problem", None),
+            max_request_pixels=self.max_request_pixels, max_explanations=self.max_explanations if explains else None)
+        if explains:
+            self.explainer = MicroBatcher(predictor, max(1, self.max_explanations), 0.0,
+                                          min(max_queue, MAX_EXPLAIN_QUEUE), self.max_request_pixels,
+                                          self.decoder, name="visionml-explain")
+            self.explainer.start()
+        batcher = MicroBatcher(predictor, max_batch, window_s, max_queue, self.max_request_pixels, self.decoder)
+        batcher.start()
         self.predictor = predictor
+        self.batcher = batcher
 
     def stop(self) -> None:
-        if self.batcher is not None:
-            self.batcher.stop()
+        for lane in (self.batcher, self.explainer):
+            if lane is not None:
+                lane.stop()
         self.decoder.shutdown(wait=False, cancel_futures=True)
 
     def authorized(self, request: Request) -> bool:
@@ -314,12 +485,14 @@ class _Server:
             return _error(503, "the model is still loading; retry when GET /ready answers 200",
                           headers={"Retry-After": "1"})
         body = await read_body(request, self.max_body_bytes)
-        job = await asyncio.get_running_loop().run_in_executor(self.decoder, parse_request, body, self.max_pixels)
+        job = await asyncio.get_running_loop().run_in_executor(self.decoder, self.parse, body)
         request.state.items = len(job.images)
+        lane = self.explainer if job.explains and self.explainer is not None else self.batcher
         try:
-            future = self.batcher.submit(job)
+            future = lane.submit(job)
         except QueueFull:
-            return _error(503, "the server is busy (request queue full); retry shortly", headers={"Retry-After": "1"})
+            what = "explanation" if lane is self.explainer else "request"
+            return _error(503, f"the server is busy ({what} queue full); retry shortly", headers={"Retry-After": "1"})
         return _json(await asyncio.wrap_future(future))
 
 
@@ -343,13 +516,19 @@ _ERROR_SCHEMA = {"type": "object", "properties": {"error": {"type": "string"},
 def create_app(predictor=None, *, loader=None, api_key: str | None = None,
                max_body_mb: float = DEFAULT_MAX_BODY_MB, max_batch: int = DEFAULT_MAX_BATCH,
                batch_window_ms: float = DEFAULT_WINDOW_MS, max_queue: int = DEFAULT_MAX_QUEUE,
-               max_pixels: int | None = DEFAULT_MAX_PIXELS) -> FastAPI:
+               max_pixels: int | None = DEFAULT_MAX_PIXELS, max_request_pixels: int | None = None,
+               max_explanations_per_request: int = DEFAULT_MAX_EXPLANATIONS) -> FastAPI:
     """The FastAPI app serving ``predictor`` (or the one ``loader()`` returns, loaded in the
-    background after start-up so that liveness answers at once and /ready says when to send)."""
+    background after start-up so that liveness answers at once and /ready says when to send).
+
+    ``max_pixels`` caps each image, ``max_request_pixels`` (default: ``default_max_request_pixels(task)``,
+    sized to the machine's memory) the decoded pixels of a request and of a batch, and
+    ``max_explanations_per_request`` the items of a request with ``model_explainability``."""
     if (predictor is None) == (loader is None):
         raise ValueError("pass exactly one of predictor and loader")
     server = _Server(predictor, loader, api_key, int(max_body_mb * 2**20), max_batch,
-                     batch_window_ms / 1000, max_queue, max_pixels)
+                     batch_window_ms / 1000, max_queue, max_pixels, max_request_pixels,
+                     int(max_explanations_per_request))
 
     async def lifespan(app):
         server.start()
@@ -387,7 +566,8 @@ def _routes(app: FastAPI, server: _Server) -> None:
               responses={200: {"description": "one output object per item, in order"},
                          **{code: {"description": why, "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
                             for code, why in ((400, "bad request; index names the bad item"),
-                                              (401, "missing or wrong API key"), (413, "body too large"),
+                                              (401, "missing or wrong API key"),
+                                              (413, "body, pixels or explanation items over the server's limits"),
                                               (503, "loading, or the queue is full"))}})
     async def score(request: Request):
         try:

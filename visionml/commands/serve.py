@@ -31,6 +31,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="most images the model runs at once when requests arrive together (default 16)")
     parser.add_argument("--max-queue", type=int, default=None, metavar="N",
                         help="requests allowed to wait for the model; more get 503 (default 256)")
+    parser.add_argument("--max-request-pixels", type=int, default=None, metavar="N",
+                        help="refuse a request whose images add up to more than N decoded pixels with 413, "
+                        "before decoding them; also the most pixels one batch decodes (default: an eighth "
+                        "of this machine's memory at 16 bytes per pixel for classifiers, 48 for detectors; "
+                        "the server logs the value)")
+    parser.add_argument("--max-explanations-per-request", type=int, default=None, metavar="N",
+                        help="refuse a request with more than N items asking for model_explainability with "
+                        "413 (default 4; each XRAI item takes seconds: docs/explainability.md)")
     parser.set_defaults(func=run)
     return parser
 
@@ -46,7 +54,9 @@ def run(args) -> int:
     from ..predict import Predictor
     from ..serve import create_app
 
-    limits = {"max_body_mb": args.max_body_mb, "max_batch": args.max_batch, "max_queue": args.max_queue}
+    limits = {"max_body_mb": args.max_body_mb, "max_batch": args.max_batch, "max_queue": args.max_queue,
+              "max_request_pixels": args.max_request_pixels,
+              "max_explanations_per_request": args.max_explanations_per_request}
     for name, value in limits.items():
         if value is not None and value <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {value}")
