@@ -10,7 +10,7 @@ from visionml.train import loop
 
 from .conftest import train_args
 
-LINE = re.compile(r"^epoch 1  step (\d+)/(\d+)  loss \d+\.\d{4}  \d+\.\d img/s  \d+s$")
+LINE = re.compile(r"^epoch 1  step (\d+)/(\d+)  loss \d+\.\d{4}  \d+\.\d+ img/s  \d+s$")
 
 
 def test_plain_progress_lines_when_stderr_is_not_a_terminal(sample_data, tmp_path, capsys, monkeypatch):
