@@ -54,16 +54,18 @@ def providers_for(device: str) -> list[str]:
     raise UsageError(f"--device {device!r}: use cpu, cuda or cuda:N")
 
 
-def open_session(path: Path, device: str = "cpu", threads: int | None = None):
-    """An ``onnxruntime.InferenceSession`` for ``path``; a damaged file is a VisionMLError naming it."""
+def open_session(path: Path | bytes, device: str = "cpu", threads: int | None = None):
+    """An ``onnxruntime.InferenceSession`` for ``path`` (or a serialised graph); a damaged file is
+    a VisionMLError naming it."""
     import onnxruntime as ort
     from onnxruntime.capi import onnxruntime_pybind11_state as state
 
     try:
-        return ort.InferenceSession(str(path), sess_options=session_options(threads),
-                                    providers=providers_for(device))
+        return ort.InferenceSession(path if isinstance(path, bytes) else str(path),
+                                    sess_options=session_options(threads), providers=providers_for(device))
     except (state.Fail, state.InvalidGraph, state.InvalidProtobuf, state.NoSuchFile) as exc:
-        raise VisionMLError(f"{path}: onnxruntime cannot load it ({str(exc).splitlines()[0]}); export the "
+        where = "the exported graph" if isinstance(path, bytes) else path
+        raise VisionMLError(f"{where}: onnxruntime cannot load it ({str(exc).splitlines()[0]}); export the "
                             f"model again with `visionml export --format onnx`") from None
 
 
@@ -93,7 +95,16 @@ class OnnxBackend:
 
     def _detect(self, image) -> dict:
         array = np.ascontiguousarray(_numpy(image), dtype=np.float32)
-        outputs = self.session.run(self.output_names, {self.input_name: array})
+        try:
+            outputs = self.session.run(self.output_names, {self.input_name: array})
+        except Exception as exc:  # onnxruntime's errors have no common base class
+            # Not the image's fault: the graph cannot run it. A detector exported by an earlier
+            # visionml, traced on an image where it found nothing, fails so on any object.
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise VisionMLError(f"{self.path}: onnxruntime fails on a {array.shape[2]}x{array.shape[1]} image "
+                                f"({type(exc).__name__}: {message[:300]}); export the model again with this "
+                                f"visionml (`visionml export --model MODEL_DIR --format onnx -o OUT`), or use "
+                                f"--backend torch") from None
         return dict(zip(self.output_names, outputs))
 
     def check_settings(self, settings: dict) -> None:
