@@ -59,7 +59,7 @@ def main(argv=None) -> int:
 
     from visionml.config import parse_set_arguments
     from visionml.data.sample import make_sample_data
-    from visionml.tasks import PRIMARY_METRIC, canonical_task
+    from visionml.tasks import canonical_task, get_task
     from visionml.train import TrainOptions, train
 
     torch.set_num_threads(args.threads)
@@ -77,7 +77,7 @@ def main(argv=None) -> int:
         overrides.setdefault("number_of_epochs", "150")
         overrides.setdefault("evaluation_frequency", "10")
         overrides.setdefault("early_stopping", "false")
-    primary = PRIMARY_METRIC[task]
+    primary = get_task(task).primary_metric
     rows, started = [], time.perf_counter()
 
     def on_evaluation(epoch: int, metrics: dict) -> bool:

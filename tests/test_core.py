@@ -7,8 +7,7 @@ from visionml import geometry as g
 from visionml.cli import main
 from visionml.data.records import ImageRecord, ObjectLabel
 from visionml.errors import UsageError
-from visionml.tasks import (DETECTION, MULTICLASS, MULTILABEL, PRIMARY_METRIC, SEGMENTATION,
-                            canonical_task)
+from visionml.tasks import DETECTION, MULTICLASS, MULTILABEL, SEGMENTATION, TASKS, canonical_task
 
 
 @pytest.mark.parametrize("alias,task", [
@@ -27,8 +26,9 @@ def test_unknown_task_suggests_close_names():
 
 
 def test_primary_metrics_are_azures():
-    assert PRIMARY_METRIC == {MULTICLASS: "accuracy", MULTILABEL: "iou",
-                              DETECTION: "mean_average_precision", SEGMENTATION: "mean_average_precision"}
+    assert {name: task.primary_metric for name, task in TASKS.items()} == {
+        MULTICLASS: "accuracy", MULTILABEL: "iou", DETECTION: "mean_average_precision",
+        SEGMENTATION: "mean_average_precision"}
 
 
 def test_box_modes_round_trip():

@@ -61,7 +61,8 @@ def test_manifest_sections():
     hp = resolve_hyperparameters(SEGMENTATION, {"tile_grid_size": "3x2"})
     manifest = make_manifest(SEGMENTATION, hp["model_name"], LABELS, hp)
     assert manifest["format_version"] == 1
-    assert manifest["preprocessing"] == {"min_size": 600, "max_size": 1333}
+    assert manifest["preprocessing"] == {"min_size": 600, "max_size": 1333, "mean": [0.485, 0.456, 0.406],
+                                         "std": [0.229, 0.224, 0.225]}
     assert manifest["inference"] == {"box_score_threshold": 0.3, "nms_iou_threshold": 0.5,
                                      "box_detections_per_image": 100, "mask_pixel_score_threshold": 0.5,
                                      "max_number_of_polygon_points": 100}

@@ -5,25 +5,30 @@ machine learning" (https://learn.microsoft.com/azure/machine-learning/reference-
 Keys marked ``azure=False`` are visionml extensions (precision, proposal budgets, anchors)
 that the ``cpu`` preset needs; Azure jobs never set them, so their defaults change nothing.
 
-``resolve_hyperparameters(task, overrides, preset)`` layers defaults < preset < overrides,
-parses strings by type, range-checks, and rejects unknown keys with the closest names.
+``resolve_hyperparameters(task, overrides, preset)`` layers defaults < model defaults < preset
+< overrides, parses strings by type, range-checks, rejects unknown keys with the closest names,
+and returns a frozen ``Hyperparameters``: every key of the task, typed, read as ``hp["key"]`` or
+``hp.key``, so no reader restates a default. ``Param.parse`` is the one value parser (``--set``,
+``xai_parameters`` and job YAMLs all use it). Parameters marked ``inference=True`` are the ones a
+deployment may change (``visionml predict/serve --set``).
 """
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import UsageError
-from .tasks import DETECTION, MULTICLASS, MULTILABEL, SEGMENTATION, TASKS, canonical_task
+from .errors import UsageError, did_you_mean
+from .tasks import get_task
 
-ALL = TASKS
-CLS = (MULTICLASS, MULTILABEL)
-DET = (DETECTION, SEGMENTATION)
-SEG = (SEGMENTATION,)
+# Parameter groups: a task lists the groups that apply to it (Task.param_groups).
+ALL = ("all",)
+CLS = ("classification",)
+DET = ("detection",)
+SEG = ("segmentation",)
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -32,12 +37,12 @@ _NONE = {"none", "null", ""}
 
 @dataclass(frozen=True)
 class Param:
-    """One hyperparameter: its type, default (one value, or one per task), range and tasks."""
+    """One hyperparameter: its type, default (one value, or one per group), range and groups."""
 
     name: str
     kind: str  # int, float, bool, choice, model, grid ("3x2"), ints ("16,32,64")
     default: Any
-    tasks: tuple[str, ...] = ALL
+    groups: tuple[str, ...] = ALL
     low: float | None = None
     high: float | None = None
     low_open: bool = False  # True: low itself is not allowed
@@ -45,14 +50,26 @@ class Param:
     choices: tuple = ()
     optional: bool = False  # None allowed ("none"/"null")
     azure: bool = True
+    inference: bool = False
+    """A deployment may change it without retraining (``--set`` on predict, serve, evaluate)."""
     help: str = ""
 
-    def default_for(self, task: str):
-        return self.default.get(task) if isinstance(self.default, dict) else self.default
+    def applies_to(self, task) -> bool:
+        return any(group in get_task(task).param_groups for group in self.groups)
+
+    def default_for(self, task):
+        """The default for ``task``: the task's own (Azure's per-task values), else its most specific group's."""
+        task = get_task(task)
+        if self.name in task.hp_defaults:
+            return task.hp_defaults[self.name]
+        if isinstance(self.default, dict):
+            return next((self.default[g] for g in reversed(task.param_groups) if g in self.default), None)
+        return self.default
 
     def parse(self, raw, task: str | None = None):
         """Turn ``raw`` (a string from --set, or a YAML/JSON value) into a checked value."""
-        if raw is None or (isinstance(raw, str) and raw.strip().lower() in _NONE):
+        is_choice = isinstance(raw, str) and raw.strip().lower() in (str(c).lower() for c in self.choices)
+        if raw is None or (isinstance(raw, str) and raw.strip().lower() in _NONE and not is_choice):
             if self.optional:
                 return None
             raise UsageError(f"{self.name} needs a value ({self.describe()})")
@@ -139,8 +156,7 @@ def _parse_choice(p: Param, raw):
     for choice in p.choices:
         if str(raw).strip().lower() == str(choice).lower():
             return choice
-    close = difflib.get_close_matches(str(raw).strip().lower(), [str(c) for c in p.choices], n=2, cutoff=0.5)
-    hint = f" Did you mean {' or '.join(close)}?" if close else ""
+    hint = did_you_mean(str(raw).strip().lower(), p.choices, n=2, cutoff=0.5)
     raise UsageError(f"{p.name}={raw!r} is not valid: use {p.describe()}.{hint}")
 
 
@@ -178,20 +194,13 @@ _PARSERS = {"int": _parse_int, "float": _parse_float, "bool": _parse_bool, "choi
             "model": _parse_model, "grid": _parse_grid, "ints": _parse_ints}
 
 
-def _model_defaults():
-    from .models.registry import DEFAULT_MODEL
-
-    return dict(DEFAULT_MODEL)
-
-
 PARAMS: dict[str, Param] = {p.name: p for p in [
     # --- model agnostic (Azure) ---
     Param("model_name", "model", None, help="registry name (visionml models); default per task"),
     Param("number_of_epochs", "int", 15, low=1),
-    Param("training_batch_size", "int", {MULTICLASS: 78, MULTILABEL: 78, DETECTION: 2, SEGMENTATION: 2}, low=1),
-    Param("validation_batch_size", "int", {MULTICLASS: 78, MULTILABEL: 78, DETECTION: 1, SEGMENTATION: 1}, low=1),
-    Param("learning_rate", "float", {MULTICLASS: 0.01, MULTILABEL: 0.035, DETECTION: 0.005, SEGMENTATION: 0.005},
-          low=0, high=1, low_open=True),
+    Param("training_batch_size", "int", {"classification": 78, "detection": 2}, low=1),
+    Param("validation_batch_size", "int", {"classification": 78, "detection": 1}, low=1, inference=True),
+    Param("learning_rate", "float", {"classification": 0.01, "detection": 0.005}, low=0, high=1, low_open=True),
     Param("optimizer", "choice", "sgd", choices=("sgd", "adam", "adamw")),
     Param("momentum", "float", 0.9, low=0, high=1),
     Param("weight_decay", "float", 1e-4, low=0, high=1),
@@ -217,102 +226,131 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
           help="data loader workers; none = min(8, CPU count) (Azure's default is 8)"),
     Param("validation_data_size", "float", 0.2, low=0, high=1, low_open=True, high_open=True),
     # --- classification (Azure) ---
-    Param("weighted_loss", "choice", 0, tasks=CLS, choices=(0, 1, 2),
+    Param("weighted_loss", "choice", 0, groups=CLS, choices=(0, 1, 2),
           help="0 none, 1 sqrt(class weights), 2 class weights"),
     # Upper bounds on image sizes: far above any real setting, low enough that a typo (or an edited
     # manifest) fails here instead of allocating tens of gigabytes per image.
-    Param("training_crop_size", "int", 224, tasks=CLS, low=1, high=4096),
-    Param("validation_crop_size", "int", 224, tasks=CLS, low=1, high=4096),
-    Param("validation_resize_size", "int", 256, tasks=CLS, low=1, high=4096),
+    Param("training_crop_size", "int", 224, groups=CLS, low=1, high=4096),
+    Param("validation_crop_size", "int", 224, groups=CLS, low=1, high=4096, inference=True),
+    Param("validation_resize_size", "int", 256, groups=CLS, low=1, high=4096, inference=True),
     # --- detection and segmentation (Azure) ---
-    Param("min_size", "int", 600, tasks=DET, low=1, high=8192),
-    Param("max_size", "int", 1333, tasks=DET, low=1, high=8192),
-    Param("box_score_threshold", "float", 0.3, tasks=DET, low=0, high=1),
-    Param("nms_iou_threshold", "float", 0.5, tasks=DET, low=0, high=1),
-    Param("box_detections_per_image", "int", 100, tasks=DET, low=1),
-    Param("validation_metric_type", "choice", "voc", tasks=DET, choices=("none", "coco", "voc", "coco_voc")),
-    Param("validation_iou_threshold", "float", 0.5, tasks=DET, low=0.1, high=1),
-    Param("tile_grid_size", "grid", None, tasks=DET, optional=True),
-    Param("tile_overlap_ratio", "float", 0.25, tasks=DET, low=0, high=1, high_open=True),
-    Param("tile_predictions_nms_threshold", "float", 0.25, tasks=DET, low=0, high=1),
+    Param("min_size", "int", 600, groups=DET, low=1, high=8192, inference=True),
+    Param("max_size", "int", 1333, groups=DET, low=1, high=8192, inference=True),
+    Param("box_score_threshold", "float", 0.3, groups=DET, low=0, high=1, inference=True),
+    Param("nms_iou_threshold", "float", 0.5, groups=DET, low=0, high=1, inference=True),
+    Param("box_detections_per_image", "int", 100, groups=DET, low=1, inference=True),
+    Param("validation_metric_type", "choice", "voc", groups=DET, choices=("none", "coco", "voc", "coco_voc")),
+    Param("validation_iou_threshold", "float", 0.5, groups=DET, low=0.1, high=1),
+    Param("tile_grid_size", "grid", None, groups=DET, optional=True),
+    Param("tile_overlap_ratio", "float", 0.25, groups=DET, low=0, high=1, high_open=True),
+    Param("tile_predictions_nms_threshold", "float", 0.25, groups=DET, low=0, high=1),
     # --- instance segmentation (Azure) ---
-    Param("mask_pixel_score_threshold", "float", 0.5, tasks=SEG, low=0, high=1),
-    Param("max_number_of_polygon_points", "int", 100, tasks=SEG, low=3),
+    Param("mask_pixel_score_threshold", "float", 0.5, groups=SEG, low=0, high=1, inference=True),
+    Param("max_number_of_polygon_points", "int", 100, groups=SEG, low=3, inference=True),
     # --- visionml extensions (not Azure): what the cpu preset tunes ---
     Param("precision", "choice", "auto", choices=("auto", "fp32", "bf16", "fp16"), azure=False,
           help="auto: fp16 mixed precision on CUDA, fp32 on CPU"),
-    Param("rpn_pre_nms_top_n_train", "int", None, tasks=DET, low=1, optional=True, azure=False,
+    Param("rpn_pre_nms_top_n_train", "int", None, groups=DET, low=1, optional=True, azure=False,
           help="R-CNN proposals kept before NMS in training; none = torchvision's 2000"),
-    Param("rpn_post_nms_top_n_train", "int", None, tasks=DET, low=1, optional=True, azure=False,
+    Param("rpn_post_nms_top_n_train", "int", None, groups=DET, low=1, optional=True, azure=False,
           help="R-CNN proposals kept after NMS in training; none = torchvision's 2000"),
-    Param("rpn_pre_nms_top_n_test", "int", None, tasks=DET, low=1, optional=True, azure=False,
+    Param("rpn_pre_nms_top_n_test", "int", None, groups=DET, low=1, optional=True, azure=False,
           help="R-CNN proposals kept before NMS at inference; none = torchvision's 1000"),
-    Param("rpn_post_nms_top_n_test", "int", None, tasks=DET, low=1, optional=True, azure=False,
+    Param("rpn_post_nms_top_n_test", "int", None, groups=DET, low=1, optional=True, azure=False,
           help="R-CNN proposals kept after NMS at inference; none = torchvision's 1000"),
-    Param("box_batch_size_per_image", "int", None, tasks=DET, low=1, optional=True, azure=False,
+    Param("box_batch_size_per_image", "int", None, groups=DET, low=1, optional=True, azure=False,
           help="R-CNN sampled RoIs per image for the box head loss; none = torchvision's 512"),
-    Param("anchor_sizes", "ints", None, tasks=DET, low=1, optional=True, azure=False,
+    Param("anchor_sizes", "ints", None, groups=DET, low=1, optional=True, azure=False,
           help="anchor sizes in pixels: 5 (one per FPN level) for ResNet FPN and RetinaNet, "
                "any number for MobileNet FPN; none = torchvision's 32..512"),
 ]}
 
-# Azure's model-specific defaults (batch sizes that fit a 12 GiB GPU for the ViTs).
-MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "vits16r224": {"training_batch_size": 128, "validation_batch_size": 128},
-    "vitb16r224": {"training_batch_size": 48, "validation_batch_size": 48},
-    "vitl16r224": {"training_batch_size": 10, "validation_batch_size": 10},
-}
-
-# Named groups of settings (``--preset NAME``): explicit --set values override them.
-# ``cpu``: train from scratch on small data on a laptop-class CPU in minutes (the issue's
-# measured settings): small models, small images, fewer proposals, AdamW with warm-up, bf16.
-# Classifiers: resnet18 at 64 px (~170-280 images/s on 2 cores in bf16), batch 16. From scratch
-# the shapes are learnt after a plateau of ~5 epochs, hence the early-stopping delay.
-_CPU_CLASSIFIER = {
-    "model_name": "resnet18", "number_of_epochs": 10, "training_batch_size": 16, "validation_batch_size": 64,
-    "optimizer": "adamw", "learning_rate": 0.001, "weight_decay": 0.01, "warmup_cosine_lr_warmup_epochs": 1,
-    "warmup_cosine_lr_cycles": 0.5, "training_crop_size": 64, "validation_resize_size": 73,
-    "validation_crop_size": 64, "early_stopping_delay": 6, "precision": "bf16",
-}
-PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "cpu": {
-        MULTICLASS: dict(_CPU_CLASSIFIER),
-        MULTILABEL: {**_CPU_CLASSIFIER, "number_of_epochs": 14},
-        DETECTION: {
-            "model_name": "fasterrcnn_mobilenet_v3_large_fpn", "number_of_epochs": 8,
-            "training_batch_size": 4, "validation_batch_size": 4, "optimizer": "adamw", "learning_rate": 0.001,
-            "weight_decay": 1e-4, "warmup_cosine_lr_warmup_epochs": 1, "warmup_cosine_lr_cycles": 0.5,
-            "min_size": 240, "max_size": 320, "rpn_pre_nms_top_n_train": 600, "rpn_post_nms_top_n_train": 300,
-            "rpn_pre_nms_top_n_test": 300, "rpn_post_nms_top_n_test": 150, "box_batch_size_per_image": 128,
-            "anchor_sizes": (16, 32, 64, 128), "early_stopping_delay": 6, "precision": "bf16",
-        },
-        SEGMENTATION: {
-            "model_name": "maskrcnn_resnet18_fpn", "number_of_epochs": 4, "training_batch_size": 4,
-            "validation_batch_size": 4, "optimizer": "adamw", "learning_rate": 0.001, "weight_decay": 1e-4,
-            "warmup_cosine_lr_warmup_epochs": 1, "warmup_cosine_lr_cycles": 0.5, "min_size": 160,
-            "max_size": 224, "rpn_pre_nms_top_n_train": 600, "rpn_post_nms_top_n_train": 300,
-            "rpn_pre_nms_top_n_test": 300, "rpn_post_nms_top_n_test": 150, "box_batch_size_per_image": 128,
-            "anchor_sizes": (16, 32, 64, 128, 256), "early_stopping_delay": 5, "precision": "bf16",
-        },
-    },
-}
+PRESETS = ("cpu",)
+"""Named groups of settings (``--preset NAME``), defined per task (``Task.cpu_preset``); explicit
+``--set`` values override them. ``cpu``: train from scratch on small data on a laptop-class CPU in
+minutes: small models, small images, fewer proposals, AdamW with warm-up, bf16 where native."""
 
 
-def params_for(task: str) -> dict[str, Param]:
-    task = canonical_task(task)
-    return {name: p for name, p in PARAMS.items() if task in p.tasks}
+class Hyperparameters(Mapping):
+    """The resolved hyperparameters of one task: every key the task has, each parsed and
+    range-checked, frozen. Read ``hp["learning_rate"]`` or ``hp.learning_rate``; change with
+    ``hp.replace(learning_rate=0.01)``, which checks the new values like ``--set`` does."""
+
+    __slots__ = ("_task", "_values")
+
+    def __init__(self, task, values: dict):
+        object.__setattr__(self, "_task", get_task(task))
+        object.__setattr__(self, "_values", dict(values))
+
+    @property
+    def task(self):
+        return self._task
+
+    def __getitem__(self, key: str):
+        return self._values[key]
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __getattr__(self, name: str):
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(f"{self._task.name} has no hyperparameter {name!r}."
+                                 f"{did_you_mean(name, self._values)}") from None
+
+    def __setattr__(self, name, value):
+        raise AttributeError("Hyperparameters are frozen: use hp.replace(key=value)")
+
+    def __reduce__(self):
+        return Hyperparameters, (self._task.name, self._values)
+
+    def __repr__(self) -> str:
+        return f"Hyperparameters({self._task.name}, {self._values!r})"
+
+    def replace(self, **changes) -> Hyperparameters:
+        """A copy with ``changes`` (raw or typed values) parsed, checked and applied."""
+        values = dict(self._values)
+        values.update({key: get_param(key, self._task).parse(raw, self._task) for key, raw in changes.items()})
+        _check_consistency(self._task, values)
+        return Hyperparameters(self._task, values)
+
+    def to_json(self) -> dict:
+        """Plain JSON values (tuples such as tile_grid_size become lists)."""
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in self._values.items()}
 
 
-def get_param(key: str, task: str) -> Param:
+def params_for(task) -> dict[str, Param]:
+    """Every hyperparameter that applies to ``task``."""
+    task = get_task(task)
+    return {name: p for name, p in PARAMS.items() if p.applies_to(task)}
+
+
+def inference_keys(task) -> tuple[str, ...]:
+    """The settings a deployment of a ``task`` model may change without retraining."""
+    return tuple(name for name, p in params_for(task).items() if p.inference)
+
+
+def get_param(key: str, task) -> Param:
     """The definition of ``key`` for ``task``; UsageError for unknown or other-task keys."""
+    task = get_task(task)
     if key not in PARAMS:
-        close = difflib.get_close_matches(key, list(PARAMS), n=3, cutoff=0.6)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise UsageError(f"unknown hyperparameter {key!r}.{hint} See docs/models.md for the full list.")
+        raise UsageError(f"unknown hyperparameter {key!r}.{did_you_mean(key, PARAMS)} "
+                         f"See docs/models.md for the full list.")
     param = PARAMS[key]
-    if task not in param.tasks:
-        raise UsageError(f"hyperparameter {key!r} does not apply to {task}; it applies to {', '.join(param.tasks)}")
+    if not param.applies_to(task):
+        where = ", ".join(name for name, t in _tasks().items() if param.applies_to(t))
+        raise UsageError(f"hyperparameter {key!r} does not apply to {task.name}; it applies to {where}")
     return param
+
+
+def _tasks():
+    from .tasks import TASKS
+
+    return TASKS
 
 
 def parse_set_arguments(items: list[str], example: str = "learning_rate=0.01") -> dict[str, str]:
@@ -327,24 +365,24 @@ def parse_set_arguments(items: list[str], example: str = "learning_rate=0.01") -
     return result
 
 
-def resolve_hyperparameters(task: str, overrides: dict | None = None, preset: str | None = None) -> dict:
+def resolve_hyperparameters(task, overrides: Mapping | None = None, preset: str | None = None) -> Hyperparameters:
     """Every hyperparameter of ``task`` with a checked value: defaults < model defaults < preset < overrides."""
-    task = canonical_task(task)
-    overrides = dict(overrides or {})
-    layer = _preset_layer(task, preset)
-    explicit = {}
-    for key, raw in {**layer, **overrides}.items():
-        explicit[key] = get_param(key, task).parse(raw, task)
-    model = explicit.get("model_name") or _model_defaults()[task]
+    from .models.registry import get_spec
+
+    task = get_task(task)
+    explicit = {key: get_param(key, task).parse(raw, task)
+                for key, raw in {**preset_values(preset, task), **dict(overrides or {})}.items()}
+    model = explicit.get("model_name") or task.default_model
     resolved = {name: p.default_for(task) for name, p in params_for(task).items()}
     resolved["model_name"] = model
-    resolved.update(MODEL_DEFAULTS.get(model, {}))
+    resolved.update({key: get_param(key, task).parse(raw, task)
+                     for key, raw in get_spec(model, task).defaults_for(task).items()})
     resolved.update(explicit)
     _check_consistency(task, resolved)
-    return resolved
+    return Hyperparameters(task, resolved)
 
 
-def check_supported(hp: dict) -> None:
+def check_supported(hp: Mapping) -> None:
     """Refuse, before any work, settings that are parsed and checked but whose feature visionml does
     not have yet, rather than train without it: a ported Azure job must not silently differ."""
     if hp.get("tile_grid_size") is not None:
@@ -355,22 +393,22 @@ def check_supported(hp: dict) -> None:
             "train at a larger min_size/max_size instead.")
 
 
-def _preset_layer(task: str, preset: str | None) -> dict:
+def preset_values(preset: str | None, task) -> dict:
+    """The settings preset ``preset`` gives ``task`` (empty without a preset)."""
     if not preset:
         return {}
     if preset not in PRESETS:
-        close = difflib.get_close_matches(preset, list(PRESETS), n=2, cutoff=0.4)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise UsageError(f"unknown preset {preset!r}.{hint} Presets: {', '.join(PRESETS)}.")
-    return dict(PRESETS[preset].get(task, {}))
+        raise UsageError(f"unknown preset {preset!r}.{did_you_mean(preset, PRESETS, n=2, cutoff=0.4)} "
+                         f"Presets: {', '.join(PRESETS)}.")
+    return dict(get_task(task).cpu_preset)
 
 
-def _check_consistency(task: str, hp: dict) -> None:
-    """Cross-field rules that single-value ranges cannot express."""
+def _check_consistency(task, hp: dict) -> None:
+    """Cross-field rules that single-value ranges cannot express (each applies where its keys exist)."""
     from .models.registry import get_spec
 
     spec = get_spec(hp["model_name"], task)
-    if task in CLS:
+    if "validation_crop_size" in hp:
         if hp["validation_resize_size"] < hp["validation_crop_size"]:
             raise UsageError(f"validation_resize_size ({hp['validation_resize_size']}) must be at least "
                              f"validation_crop_size ({hp['validation_crop_size']})")
@@ -379,12 +417,11 @@ def _check_consistency(task: str, hp: dict) -> None:
                 if hp[key] != spec.input_size:
                     raise UsageError(f"{spec.name} takes {spec.input_size}x{spec.input_size} inputs only: "
                                      f"set {key}={spec.input_size} (got {hp[key]})")
-    else:
-        if hp["max_size"] < hp["min_size"]:
-            raise UsageError(f"max_size ({hp['max_size']}) must be at least min_size ({hp['min_size']})")
+    if "max_size" in hp and hp["max_size"] < hp["min_size"]:
+        raise UsageError(f"max_size ({hp['max_size']}) must be at least min_size ({hp['min_size']})")
 
 
-def cpu_time_hint(task: str, hp: dict, n_images: int | None = None, *, device: str = "cpu",
+def cpu_time_hint(task, hp: Mapping, n_images: int | None = None, *, device: str = "cpu",
                   preset: str | None = None) -> str | None:
     """A one-line hint naming ``--preset cpu`` when these settings will take hours on a CPU.
 
@@ -394,50 +431,41 @@ def cpu_time_hint(task: str, hp: dict, n_images: int | None = None, *, device: s
     """
     if not str(device).startswith("cpu") or preset == "cpu":
         return None
-    task = canonical_task(task)
+    task = get_task(task)
     seconds = _cpu_seconds_per_image(task, hp)
     images = n_images if n_images is not None else 500
-    hours = seconds * images * hp.get("number_of_epochs", 15) / 3600
+    hours = seconds * images * hp["number_of_epochs"] / 3600
     if hours < 0.5:
         return None
-    cpu_model = PRESETS["cpu"][task]["model_name"]
+    cpu_model = task.cpu_preset.get("model_name", task.default_model)
     size = f"{images} images" if n_images is not None else "500 images (a guess)"
     return (f"hint: {hp['model_name']} with these settings needs roughly {hours:.1f} hours on this CPU for "
-            f"{size} x {hp.get('number_of_epochs')} epochs. `--preset cpu` trains {cpu_model} at a small image "
+            f"{size} x {hp['number_of_epochs']} epochs. `--preset cpu` trains {cpu_model} at a small image "
             f"size in minutes (add --no-pretrained to train from scratch); --set values still override it.")
 
 
-# Training seconds per image on a 2-core CPU in fp32 at a reference size (pixels of the shorter
-# side), scaled by image area. Detectors: issue 4's measurements (3.4 images/s at 240 px; 0.6
-# images/s at 800 px); classifiers: resnet18/resnet50 steps of 16 images at 224 px, 2026-11-27.
-_CPU_COST = {
-    "fasterrcnn_mobilenet_v3_large_fpn": (0.29, 240),
-    "maskrcnn_resnet18_fpn": (0.7, 160),
-    "resnet18": (0.1, 224),
-}
-_FAMILY_COST = {"classifier": (0.3, 224), "fasterrcnn": (1.7, 800), "maskrcnn": (2.0, 800),
-                "retinanet": (1.8, 800), "ssdlite": (0.1, 320)}
-
-
-def _cpu_seconds_per_image(task: str, hp: dict) -> float:
+def _cpu_seconds_per_image(task, hp: Mapping) -> float:
+    """Training seconds per image on a 2-core CPU in fp32 at a reference size (pixels of the shorter
+    side), scaled by image area: measured per model where the registry has a figure, else the
+    family's, scaled by parameters relative to the model the family's figure was measured on."""
     from .models.registry import get_spec, parameter_count
 
     spec = get_spec(hp["model_name"], task)
-    if spec.name in _CPU_COST:
-        seconds, ref = _CPU_COST[spec.name]
+    family = spec.family
+    if spec.cpu_cost is not None:
+        seconds, ref = spec.cpu_cost
     else:
-        seconds, ref = _FAMILY_COST[spec.family]
-        # Bigger backbones cost more: scale by parameters relative to the family's reference model.
-        reference = {"classifier": "resnet50", "fasterrcnn": "fasterrcnn_resnet50_fpn",
-                     "maskrcnn": "maskrcnn_resnet50_fpn"}.get(spec.family)
-        if reference:
-            seconds *= parameter_count(spec.name) / parameter_count(reference)
-    if hp.get("precision") == "bf16":  # bf16 autocast about halves conv-net time on a CPU with AVX-512 BF16
+        seconds, ref = family.cpu_seconds, family.cpu_reference_size
+        if family.cpu_reference_model:
+            seconds *= parameter_count(spec.name) / parameter_count(family.cpu_reference_model)
+    if hp["precision"] == "bf16" and _native_bf16():  # bf16 autocast about halves conv-net time where native
         seconds *= 0.5
-    if spec.family == "ssdlite":
-        size = ref
-    elif task in CLS:
-        size = hp.get("training_crop_size", 224)
-    else:
-        size = hp.get("min_size", 600)
-    return seconds * (size / ref) ** 2
+    return seconds * (family.cpu_size(hp) / ref) ** 2
+
+
+def _native_bf16() -> bool:
+    from .explain.methods import bf16_available
+
+    import torch
+
+    return bf16_available(torch.device("cpu"))

@@ -25,3 +25,12 @@ class DataError(VisionMLError):
         shown = "\n".join(str(p) for p in self.problems[:50])
         more = f"\n... and {len(self.problems) - 50} more" if len(self.problems) > 50 else ""
         super().__init__(f"{head}:\n{shown}{more}")
+
+
+def did_you_mean(word, candidates, n: int = 3, cutoff: float = 0.6) -> str:
+    """`` Did you mean a, b?`` naming the candidates closest to ``word``, or an empty string: the
+    one close-match helper behind every "unknown name" message."""
+    import difflib
+
+    close = difflib.get_close_matches(str(word), [str(c) for c in candidates], n=n, cutoff=cutoff)
+    return f" Did you mean {', '.join(close)}?" if close else ""

@@ -18,38 +18,34 @@ from pathlib import Path
 
 from .errors import UsageError, VisionMLError
 from .fileio import atomic_path, write_error
-from .tasks import SEGMENTATION, TASKS, is_classification
+from .tasks import TASKS, get_task
 
 FORMAT_VERSION = 1
 MANIFEST = "visionml.json"
 WEIGHTS = "weights.safetensors"
 
-INFERENCE_KEYS = ("box_score_threshold", "nms_iou_threshold", "box_detections_per_image")
-SEGMENTATION_INFERENCE_KEYS = ("mask_pixel_score_threshold", "max_number_of_polygon_points")
 # Each preprocessing value is checked as the hyperparameter it comes from.
 PREPROCESSING_PARAMS = {"resize_size": "validation_resize_size", "crop_size": "validation_crop_size",
                         "min_size": "min_size", "max_size": "max_size"}
 
 
-def make_manifest(task: str, model_name: str, labels: list[str], hp: dict) -> dict:
-    """The manifest for a model trained with resolved hyperparameters ``hp`` on ``labels`` (in order)."""
+def make_manifest(task, model_name: str, labels: list[str], hp) -> dict:
+    """The manifest for a model trained with resolved hyperparameters ``hp`` on ``labels`` (in order):
+    ``preprocessing`` is the model's data config (how an image becomes its input), ``inference`` the
+    deployment settings that apply after the network (thresholds, caps)."""
+    from .config import inference_keys
+    from .data.dataconfig import resolve_data_config
     from .models.registry import get_spec
 
+    task = get_task(task)
     spec = get_spec(model_name, task)
-    hp = _jsonable(hp)
-    if is_classification(task):
-        preprocessing = {"resize_size": hp.get("validation_resize_size", 256),
-                         "crop_size": hp.get("validation_crop_size", 224),
-                         "mean": list(spec.mean), "std": list(spec.std)}
-        inference = {}
-    else:
-        # The detector normalises and resizes inside the network; these are its sizes.
-        preprocessing = {"min_size": hp.get("min_size"), "max_size": hp.get("max_size")}
-        keys = INFERENCE_KEYS + (SEGMENTATION_INFERENCE_KEYS if task == SEGMENTATION else ())
-        inference = {k: hp.get(k) for k in keys}
+    preprocessing = resolve_data_config(spec.name, hp).to_manifest()
+    sizes = set(PREPROCESSING_PARAMS.values()) | {"validation_batch_size"}
+    inference = {k: _jsonable(hp[k]) for k in inference_keys(task) if k not in sizes}
+    hp = _jsonable(dict(hp))
     return {
         "format_version": FORMAT_VERSION,
-        "task": task,
+        "task": task.name,
         "model_name": spec.name,
         "labels": list(labels),
         "preprocessing": preprocessing,
@@ -110,12 +106,9 @@ def read_manifest(folder) -> dict:
     return manifest
 
 
-def load_model_folder(folder, device: str = "cpu", hp_overrides: dict | None = None):
-    """``(model, manifest)``: the network rebuilt by name, weights loaded, in eval mode on ``device``.
-
-    ``hp_overrides`` change build-time settings that do not touch the weights (e.g. a detector's
-    ``min_size`` or ``box_score_threshold`` for a deployment).
-    """
+def load_model_folder(folder, device: str = "cpu"):
+    """``(model, manifest)``: the network rebuilt by name from the manifest's hyperparameters,
+    weights loaded, in eval mode on ``device``."""
     import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -127,7 +120,9 @@ def load_model_folder(folder, device: str = "cpu", hp_overrides: dict | None = N
     weights = folder / WEIGHTS
     if not weights.is_file():
         raise VisionMLError(f"{weights}: not found; the model folder is incomplete: copy it again or retrain")
-    hp = {**manifest.get("hyperparameters", {}), **(hp_overrides or {})}
+    from .predict.settings import resolve_settings
+
+    hp = resolve_settings(manifest)
     pretrained = bool((manifest.get("build") or {}).get("pretrained", False))
     model = build_model(manifest["model_name"], manifest["task"], len(manifest["labels"]), pretrained=pretrained,
                         hp=hp, fetch_weights=False)
@@ -204,12 +199,12 @@ def _check_values(manifest: dict, path: Path) -> None:
     for block in ("hyperparameters", "inference"):
         for key, value in (manifest.get(block) or {}).items():
             param = PARAMS.get(key)
-            if param is not None and task in param.tasks and not (block == "inference" and value is None):
+            if param is not None and param.applies_to(task) and not (block == "inference" and value is None):
                 _parse(param, value, path, f"{block}.{key}")
     pre = manifest.get("preprocessing") or {}
     values = {}
     for key, name in PREPROCESSING_PARAMS.items():
-        if pre.get(key) is not None and task in PARAMS[name].tasks:
+        if pre.get(key) is not None and PARAMS[name].applies_to(task):
             values[key] = _parse(PARAMS[name], pre[key], path, f"preprocessing.{key}")
     if values.get("crop_size", 0) > values.get("resize_size", math.inf):
         raise VisionMLError(f"{path}: preprocessing.crop_size ({values['crop_size']}) must be at most "

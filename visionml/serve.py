@@ -36,7 +36,7 @@ from fastapi.responses import PlainTextResponse, Response
 from .data.images import DEFAULT_MAX_PIXELS
 from .decode import DecodeError, parse_score_item, read_header
 from .errors import VisionMLError
-from .tasks import is_classification
+from .tasks import get_task
 
 log = logging.getLogger("visionml.serve")
 
@@ -52,7 +52,7 @@ IDLE_TRIM_S = 1.0  # after this long without requests, freed memory goes back to
 # with Predictor.raw_predict on a 36-megapixel JPEG: a classifier 11 (the RGB image and its uint8
 # tensor, resized before anything else), a detector 44 (the RGB image, its float32 tensor and the
 # detector's normalised copy, all at full size); rounded up.
-BYTES_PER_PIXEL = {"classification": 16, "detection": 48}
+BYTES_PER_PIXEL = {"classifier": 16, "detector": 48, "segmenter": 48}  # by Task.model_kind
 MEMORY_FRACTION = 1 / 8
 MIN_REQUEST_PIXELS = 4096 * 4096  # even a small container takes one 16-megapixel photo
 
@@ -275,11 +275,11 @@ def release_free_memory() -> None:
 _LIBC = None
 
 
-def default_max_request_pixels(task: str | None = None) -> int:
+def default_max_request_pixels(task=None) -> int:
     """The default ``max_request_pixels`` for a model of ``task``: a batch's decoded pixels use at
     most ``MEMORY_FRACTION`` of the memory this process may use (the machine's, or its container's
-    limit), at the task's ``BYTES_PER_PIXEL`` (a detector's when the task is not known)."""
-    per_pixel = BYTES_PER_PIXEL["classification" if task and is_classification(task) else "detection"]
+    limit), at the ``BYTES_PER_PIXEL`` of the task's models (the most when the task is not known)."""
+    per_pixel = BYTES_PER_PIXEL[get_task(task).model_kind] if task else max(BYTES_PER_PIXEL.values())
     return max(MIN_REQUEST_PIXELS, int(machine_memory_bytes() * MEMORY_FRACTION) // per_pixel)
 
 
@@ -451,7 +451,7 @@ class _Server:
         log.info("at most %s decoded pixels per request, %d explanation items per request",
                  f"{self.max_request_pixels:,}", self.max_explanations)
         # Only classifiers explain (detectors answer such items with scores): they get a second lane.
-        explains = is_classification(getattr(predictor, "task", ""))
+        explains = get_task(predictor.task).explainable
         self.parse = functools.partial(
             parse_request, max_pixels=self.max_pixels, size_problem=getattr(predictor, "size_problem", None),
             max_request_pixels=self.max_request_pixels, max_explanations=self.max_explanations if explains else None)

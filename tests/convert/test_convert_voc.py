@@ -86,8 +86,8 @@ def test_voc_size_that_disagrees_with_the_image_is_reported(tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_bccd_converts_validates_and_trains(tmp_path):
-    # Training validates each epoch through visionml.evaluate, built separately.
-    pytest.importorskip("visionml.evaluate", reason="visionml.evaluate is not built yet")
+    # Training validates each epoch through visionml.metrics.evaluate, built separately.
+    pytest.importorskip("visionml.metrics.evaluate", reason="visionml.metrics.evaluate is not built yet")
     data = tmp_path / "bccd"
     shutil.copytree(BCCD, data)
     jsonl = data / "train.jsonl"

@@ -13,8 +13,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
-from visionml.data.dataset import (VisionDataset, build_datasets, classification_collate, collate_fn,
-                                   detection_collate, split_train_val)
+from visionml.data.dataset import VisionDataset, build_datasets, collate_fn, split_train_val
 from visionml.data.reader import read_dataset
 from visionml.data.records import ImageRecord, ObjectLabel
 from visionml.data.sample import make_sample_data
@@ -198,7 +197,7 @@ def test_unreadable_image_names_file_and_line_or_is_skipped(tmp_path, sample):
         VisionDataset([good, record], DETECTION, data.labels)[1]
     skipping = VisionDataset([good, record], DETECTION, data.labels, skip_invalid=True)
     assert skipping[1] is None
-    images, targets = detection_collate([skipping[0], skipping[1]])
+    images, targets = collate_fn(DETECTION)([skipping[0], skipping[1]])
     assert len(images) == len(targets) == 1
 
 
@@ -229,7 +228,7 @@ def test_dataloader_with_two_workers(sample, task):
 
 def test_classification_collate_drops_skipped_items():
     batch = [(torch.zeros(3, 4, 4), torch.tensor(1)), None, (torch.ones(3, 4, 4), torch.tensor(0))]
-    images, targets = classification_collate(batch)
+    images, targets = collate_fn(MULTICLASS)(batch)
     assert images.shape == (2, 3, 4, 4) and targets.tolist() == [1, 0]
 
 

@@ -11,7 +11,7 @@ from visionml.cli import main
 from visionml.data.reader import read_dataset
 from visionml.data.sample import CLASSES, coverage, make_sample_data
 from visionml.geometry import polygon_norm_to_abs, polygons_abs_to_mask
-from visionml.tasks import DETECTION, MULTICLASS, MULTILABEL, SEGMENTATION, TASKS
+from visionml.tasks import DETECTION, MULTICLASS, MULTILABEL, SEGMENTATION, TASKS, get_task
 
 
 def _lines(path):
@@ -163,5 +163,5 @@ def test_three_large_shapes_always_find_room():
 
     rng = np.random.default_rng(0)
     for _ in range(3000):
-        polygons = _place_shapes(MULTILABEL, ["star", "square", "circle"], 192, 192, rng)
+        polygons = _place_shapes(get_task(MULTILABEL).inferred_from, ["star", "square", "circle"], 192, 192, rng)
         assert len(polygons) == 3

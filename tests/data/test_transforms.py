@@ -8,7 +8,9 @@ import torch
 from PIL import Image
 from torchvision import tv_tensors
 
-from visionml.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms, classification_preprocessing
+from visionml.config import resolve_hyperparameters
+from visionml.data.dataconfig import IMAGENET_MEAN, IMAGENET_STD, resolve_data_config
+from visionml.data.transforms import build_transforms
 from visionml.tasks import DETECTION, MULTICLASS, MULTILABEL, SEGMENTATION
 
 
@@ -66,7 +68,8 @@ def test_classification_eval_is_resize_then_centre_crop():
 
 
 def test_preprocessing_for_the_manifest():
-    pre = classification_preprocessing({"validation_resize_size": 300})
+    hp = resolve_hyperparameters(MULTICLASS, {"validation_resize_size": 300, "model_name": "resnet18"})
+    pre = resolve_data_config("resnet18", hp).to_manifest()
     assert pre == {"resize_size": 300, "crop_size": 224, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
 
 

@@ -1,5 +1,5 @@
 """A predictor-like object around a small random resnet18, the interface explain() relies on:
-``task, labels, model, preprocess(pil) -> [3, crop, crop], settings, manifest``."""
+``task, labels, model, preprocess(pil) -> [3, crop, crop], settings, data_config, manifest``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from visionml.tasks import MULTICLASS, MULTILABEL
+from visionml.data.dataconfig import DataConfig
+from visionml.tasks import MULTICLASS, MULTILABEL, get_task
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -17,10 +18,11 @@ STD = (0.229, 0.224, 0.225)
 class TinyPredictor:
     def __init__(self, model, task, labels, crop, model_name="resnet18"):
         self.model = model.eval()
-        self.task = task
+        self.task = get_task(task)
         self.labels = list(labels)
         self.crop = crop
-        self.settings = {}
+        self.settings = {"model_name": model_name}
+        self.data_config = DataConfig(mean=MEAN, std=STD, resize_size=crop, crop_size=crop)
         self.manifest = {"model_name": model_name,
                          "preprocessing": {"resize_size": crop, "crop_size": crop, "mean": list(MEAN), "std": list(STD)}}
 

@@ -1,4 +1,4 @@
-"""``visionml.evaluate``: the real reading, decoding, label mapping, ground-truth building and
+"""``visionml.metrics.evaluate``: the real reading, decoding, label mapping, ground-truth building and
 metric dispatch, with a stand-in predictor that answers from the JSONL labels (so a perfect
 predictor must score perfectly, whatever order the model keeps its classes in)."""
 
@@ -13,7 +13,8 @@ from visionml.data.images import load_rgb, local_path
 from visionml.data.reader import read_dataset
 from visionml.data.sample import make_sample_data
 from visionml.errors import VisionMLError
-from visionml.evaluate import evaluate_predictor, metrics_for_task
+from visionml.config import resolve_hyperparameters
+from visionml.metrics.evaluate import evaluate_predictor, metrics_for_task
 from visionml.geometry import polygon_norm_to_abs, polygons_abs_to_mask, xyxy_norm_to_abs
 from visionml.tasks import DETECTION, MULTICLASS, MULTILABEL, SEGMENTATION, TASKS
 
@@ -29,7 +30,7 @@ class AnswerKeyPredictor:
 
     def __init__(self, jsonl, task, labels, drop=(), settings=None):
         self.task, self.labels = task, list(labels)
-        self.settings = {"validation_batch_size": 3, **(settings or {})}
+        self.settings = resolve_hyperparameters(task, {"validation_batch_size": 3, **(settings or {})})
         self.drop = set(drop)
         self.calls = []
         self.key = {}

@@ -28,15 +28,15 @@ def _assert_pngs(paths, names):
 
 def test_multiclass_plots(tmp_path):
     rng = np.random.default_rng(0)
-    paths = save_classification_plots(tmp_path, "image_classification", rng.integers(0, 3, 30),
+    paths = save_classification_plots(tmp_path, rng.integers(0, 3, 30),
                                       rng.dirichlet([1, 1, 1], 30), ["a", "b", "c"])
     _assert_pngs(paths, ["confusion_matrix.png", "pr_curves.png", "roc_curves.png"])
 
 
 def test_multilabel_plots(tmp_path):
     rng = np.random.default_rng(1)
-    paths = save_classification_plots(tmp_path / "new" / "dir", "multilabel", rng.integers(0, 2, (20, 4)),
-                                      rng.random((20, 4)), list("wxyz"), threshold=0.3)
+    paths = save_classification_plots(tmp_path / "new" / "dir", rng.integers(0, 2, (20, 4)), rng.random((20, 4)),
+                                      list("wxyz"), multilabel=True, threshold=0.3)
     _assert_pngs(paths, ["confusion_matrix.png", "pr_curves.png", "roc_curves.png"])
 
 
@@ -45,14 +45,14 @@ def test_multilabel_plots(tmp_path):
     ([], np.zeros((0, 2)), ["a", "b"]),           # no samples at all
 ])
 def test_classification_plots_render_when_there_is_nothing_to_draw(tmp_path, y, probs, labels):
-    paths = save_classification_plots(tmp_path, "image_classification", y, probs, labels)
+    paths = save_classification_plots(tmp_path, y, probs, labels)
     _assert_pngs(paths, ["confusion_matrix.png", "pr_curves.png", "roc_curves.png"])
 
 
 def test_many_classes_render(tmp_path):
     rng = np.random.default_rng(2)
     labels = [f"class_{k}" for k in range(40)]
-    paths = save_classification_plots(tmp_path, "image_classification", rng.integers(0, 40, 200),
+    paths = save_classification_plots(tmp_path, rng.integers(0, 40, 200),
                                       rng.dirichlet(np.ones(40), 200), labels)
     _assert_pngs(paths, ["confusion_matrix.png", "pr_curves.png", "roc_curves.png"])
 
@@ -76,7 +76,7 @@ def test_plots_leave_pyplot_and_the_backend_alone(tmp_path):
     code = (
         "import sys\n"
         "from visionml.metrics.plots import save_classification_plots\n"
-        f"save_classification_plots({str(tmp_path)!r}, 'multiclass', [0, 1], [[0.9, 0.1], [0.2, 0.8]], ['a', 'b'])\n"
+        f"save_classification_plots({str(tmp_path)!r}, [0, 1], [[0.9, 0.1], [0.2, 0.8]], ['a', 'b'])\n"
         "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot was imported'\n"
         "print('ok')\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

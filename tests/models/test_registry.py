@@ -4,9 +4,8 @@ import pytest
 import torch
 
 from visionml.errors import UsageError
-from visionml.models import (CPU_DEFAULT_MODEL, DEFAULT_MODEL, MODELS, build_model, freeze_groups, freeze_layers,
-                             get_spec, models_for)
-from visionml.tasks import DETECTION, MULTICLASS, MULTILABEL, SEGMENTATION
+from visionml.models import MODELS, build_model, freeze_groups, freeze_layers, get_spec, models_for
+from visionml.tasks import DETECTION, MULTICLASS, MULTILABEL, SEGMENTATION, get_task
 
 AZURE_NAMES = {
     MULTICLASS: ["mobilenetv2", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vitb16r224",
@@ -19,7 +18,8 @@ AZURE_NAMES = {
 @pytest.mark.parametrize("task", list(AZURE_NAMES))
 def test_every_azure_name_is_registered_for_its_task(task):
     assert set(AZURE_NAMES[task]) <= set(models_for(task))
-    assert DEFAULT_MODEL[task] in models_for(task) and CPU_DEFAULT_MODEL[task] in models_for(task)
+    task = get_task(task)
+    assert task.default_model in models_for(task) and task.cpu_preset["model_name"] in models_for(task)
 
 
 def test_unknown_name_suggests_close_matches():

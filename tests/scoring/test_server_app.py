@@ -32,8 +32,8 @@ class SlowPredictor:
         time.sleep(self.delay)
         return self.inner.raw_predict(images, batch_size)
 
-    def to_output(self, *args):
-        return self.inner.to_output(*args)
+    def __getattr__(self, name):  # task, labels, settings, size_problem ...: the real predictor's
+        return getattr(self.inner, name)
 
 
 def test_ready_is_503_until_the_loader_returns(predictors):

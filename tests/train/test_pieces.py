@@ -9,8 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from visionml.train.adapters import ADAPTERS, multiclass_criterion, multilabel_criterion
-from visionml.train.core import State, _early_stop_reason, _update_best
+from visionml.config import resolve_hyperparameters
+from visionml.tasks import MULTICLASS, MULTILABEL, get_task
+from visionml.train.checkpoints import State
+from visionml.train.core import _early_stop_reason, _update_best
 from visionml.train.loop import NonFiniteLossError, resolve_precision, train_one_epoch
 from visionml.train.optim import build_optimizer, build_scheduler, step_decay, warmup_cosine
 
@@ -26,8 +28,9 @@ def test_step_schedule_decays_every_step_size_epochs():
     factor = step_decay(step_size_steps=20, gamma=0.5)
     assert [factor(s) for s in (0, 19, 20, 45)] == [1.0, 1.0, 0.5, 0.25]
     params = [nn.Parameter(torch.zeros(1))]
-    hp = {"learning_rate": 0.1, "optimizer": "sgd", "number_of_epochs": 4, "learning_rate_scheduler": "step",
-          "step_lr_step_size": 2, "step_lr_gamma": 0.1}
+    hp = resolve_hyperparameters(MULTICLASS, {"learning_rate": 0.1, "optimizer": "sgd", "number_of_epochs": 4,
+                                              "learning_rate_scheduler": "step", "step_lr_step_size": 2,
+                                              "step_lr_gamma": 0.1})
     optimizer = build_optimizer(params, hp)
     scheduler = build_scheduler(optimizer, hp, steps_per_epoch=3)
     lrs = []
@@ -44,12 +47,13 @@ def _records(labels):
 
 def test_weighted_loss_is_sqrt_for_1_and_plain_for_2():
     records = _records(["a"] * 8 + ["b"] * 2)
-    assert multiclass_criterion({"weighted_loss": 0}, ["a", "b"], records).weight is None
-    plain = multiclass_criterion({"weighted_loss": 2}, ["a", "b"], records).weight
+    multiclass, multilabel = get_task(MULTICLASS), get_task(MULTILABEL)
+    assert multiclass.criterion({"weighted_loss": 0}, ["a", "b"], records).weight is None
+    plain = multiclass.criterion({"weighted_loss": 2}, ["a", "b"], records).weight
     assert plain.tolist() == pytest.approx([10 / 16, 10 / 4])
-    assert multiclass_criterion({"weighted_loss": 1}, ["a", "b"], records).weight.tolist() == \
+    assert multiclass.criterion({"weighted_loss": 1}, ["a", "b"], records).weight.tolist() == \
         pytest.approx(plain.sqrt().tolist())
-    multi = multilabel_criterion({"weighted_loss": 2}, ["a", "b"], _records([["a"], ["a", "b"], ["a"], ["a"]]))
+    multi = multilabel.criterion({"weighted_loss": 2}, ["a", "b"], _records([["a"], ["a", "b"], ["a"], ["a"]]))
     assert multi.pos_weight.tolist() == pytest.approx([1 / 4, 3 / 1])  # negatives / positives
 
 
@@ -60,7 +64,7 @@ def test_a_nan_loss_stops_with_a_message_naming_epoch_and_fix():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     with pytest.raises(NonFiniteLossError) as caught:
-        train_one_epoch(model, loader, optimizer, scheduler, ADAPTERS["image_classification"],
+        train_one_epoch(model, loader, optimizer, scheduler, get_task(MULTICLASS),
                         nn.CrossEntropyLoss(), device=torch.device("cpu"),
                         precision=resolve_precision("fp32", torch.device("cpu")), epoch=3)
     message = str(caught.value)
@@ -68,7 +72,7 @@ def test_a_nan_loss_stops_with_a_message_naming_epoch_and_fix():
 
 
 def test_early_stopping_waits_for_delay_then_patience():
-    settings = SimpleNamespace(task="image_classification", hp={})
+    settings = SimpleNamespace(task=get_task(MULTICLASS), hp={})
     hp = {"early_stopping": True, "early_stopping_patience": 2, "early_stopping_delay": 2}
     settings.hp = hp
     state, stopped_at = State(), None
@@ -87,7 +91,7 @@ def test_one_epoch_with_a_progress_bar_and_gradient_accumulation(capsys):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     before = model[1].weight.detach().clone()
-    stats = train_one_epoch(model, loader, optimizer, scheduler, ADAPTERS["image_classification"],
+    stats = train_one_epoch(model, loader, optimizer, scheduler, get_task(MULTICLASS),
                             nn.CrossEntropyLoss(), device=torch.device("cpu"),
                             precision=resolve_precision("bf16", torch.device("cpu")), epoch=1,
                             accumulation=2, progress=True)

@@ -10,7 +10,7 @@ import torch
 
 from visionml.cli import main
 from visionml.modelio import load_model_folder
-from visionml.tasks import PRIMARY_METRIC, canonical_task
+from visionml.tasks import get_task
 
 from .conftest import train_args
 
@@ -26,7 +26,7 @@ def test_one_epoch_leaves_a_complete_run_folder(task, sample_data, tmp_path, cap
     assert f"model folder: {run / 'model'}" in out.out
     assert "epoch 1/1" in out.err  # one plain log line per epoch when stderr is not a terminal
 
-    canonical, primary = canonical_task(task), PRIMARY_METRIC[canonical_task(task)]
+    canonical, primary = get_task(task).name, get_task(task).primary_metric
     manifest = json.loads((run / "model" / "visionml.json").read_text())
     assert manifest["task"] == canonical
     assert manifest["labels"] == ["circle", "square", "star", "triangle"] or len(manifest["labels"]) == 4

@@ -39,7 +39,7 @@ def run(args) -> int:
 
     from ..config import parse_set_arguments
     from ..data.resolve import parse_datastores
-    from ..evaluate import evaluate_model
+    from ..metrics.evaluate import evaluate_model
 
     metrics = evaluate_model(args.model, args.data, datastores=parse_datastores(args.datastore),
                              plots_dir=args.plots, batch_size=args.batch_size, backend=args.backend,
@@ -65,21 +65,14 @@ def write_json(path, data: dict) -> None:
     write_bytes_atomic(path, (json.dumps(data, indent=2, allow_nan=False) + "\n").encode("utf-8"))
 
 
-_HEADLINE = {
-    "image_classification": ("accuracy", "balanced_accuracy", "f1_score_macro", "AUC_macro", "log_loss"),
-    "image_classification_multilabel": ("iou", "f1_score_macro", "precision_score_micro",
-                                        "recall_score_micro", "hamming_loss", "AUC_macro"),
-    "image_object_detection": ("mean_average_precision", "precision", "recall"),
-    "image_instance_segmentation": ("mean_average_precision", "precision", "recall"),
-}
-
-
 def summary(metrics: dict) -> str:
     """A few headline numbers, the primary one marked, then one row per class."""
+    from ..tasks import get_task
+
     task, primary = metrics["task"], metrics["primary_metric"]
     count = metrics.get("num_samples", metrics.get("num_images"))
     lines = [f"{task}: {count} images of {metrics['data']}"]
-    for name in _HEADLINE[task]:
+    for name in get_task(task).headline_metrics:
         mark = "  (primary)" if name == primary else ""
         lines.append(f"  {name:<26}{_fmt(metrics.get(name))}{mark}")
     if "coco" in metrics:

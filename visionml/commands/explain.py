@@ -54,7 +54,6 @@ def run(args) -> int:
     from ..explain import explain_arrays, parse_xai_parameters
     from ..explain.files import named_for_class, write_atomic, write_npy_atomic
     from ..predict import Predictor
-    from ..tasks import MULTILABEL, is_classification
 
     raw = _xai_parameters(args)
     params = parse_xai_parameters(raw)  # bad values fail before the model loads
@@ -62,7 +61,7 @@ def run(args) -> int:
     if output is None and args.attributions is None:
         output = f"{Path(args.image).stem}.{params.xai_algorithm}.png"
     predictor = Predictor.from_folder(args.model, device=args.device)
-    if not is_classification(predictor.task):
+    if not predictor.task.explainable:
         raise VisionMLError(f"{args.model}: a {predictor.task} model; explanations are for image_classification "
                             "and image_classification_multilabel models only")
     image = decode_image(args.image, predictor.max_pixels)
@@ -75,7 +74,7 @@ def run(args) -> int:
               f"{params.confidence_score_threshold_multilabel} (highest: {predictor.labels[best]} "
               f"{probs[best]:.3f}); nothing written", file=sys.stderr)
         return 0
-    several = predictor.task == MULTILABEL and len(explanations) > 1
+    several = len(explanations) > 1
     for e in explanations:
         line = f"{e.label}\t{e.probability:.4f}"
         if output is not None:
@@ -87,6 +86,6 @@ def run(args) -> int:
         import numpy as np
 
         stacked = np.stack([e.attribution for e in explanations])
-        write_npy_atomic(args.attributions, stacked if predictor.task == MULTILABEL else stacked[0])
+        write_npy_atomic(args.attributions, np.asarray(predictor.task.pack_explanations(list(stacked))))
         print(f"attributions\t{args.attributions}\t{'/'.join(e.label for e in explanations)}")
     return 0

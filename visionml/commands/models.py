@@ -20,9 +20,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     import json
 
-    from ..tasks import TASKS, canonical_task
+    from ..tasks import TASKS, get_task
 
-    tasks = [canonical_task(args.task)] if args.task else list(TASKS)
+    tasks = [get_task(args.task)] if args.task else list(TASKS.values())
     rows = [row for task in tasks for row in _rows(task)]
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -31,34 +31,27 @@ def run(args) -> int:
     return 0
 
 
-def _rows(task: str) -> list[dict]:
-    from ..models.registry import CPU_DEFAULT_MODEL, DEFAULT_MODEL, all_specs
+def _rows(task) -> list[dict]:
+    from ..models.registry import all_specs
 
     rows = []
     for spec in all_specs():
         if task not in spec.tasks:
             continue
-        marks = [m for m, table in (("default", DEFAULT_MODEL), ("cpu", CPU_DEFAULT_MODEL)) if table[task] == spec.name]
         rows.append({
-            "name": spec.name, "task": task, "parameters_millions": round(spec.parameters / 1e6, 2),
-            "input_size": _input_size(spec), "source": spec.source, "gradcam": spec.gradcam_layer is not None,
-            "default": "default" in marks, "cpu_default": "cpu" in marks, "description": spec.description,
+            "name": spec.name, "task": task.name, "parameters_millions": round(spec.parameters / 1e6, 2),
+            "input_size": spec.family.describe_input(spec), "source": spec.source,
+            "gradcam": task.explainable and spec.gradcam_layer is not None, "explainable": task.explainable,
+            "default": spec.name == task.default_model, "cpu_default": spec.name == task.cpu_preset.get("model_name"),
+            "description": spec.description,
         })
     return rows
-
-
-def _input_size(spec) -> str:
-    if spec.family == "classifier":
-        return f"{spec.input_size} (fixed)" if spec.fixed_input_size else f"{spec.input_size} crop (any)"
-    if spec.family == "ssdlite":
-        return "320x320 (fixed)"
-    return "min_size 600, max_size 1333"
 
 
 def _table(rows: list[dict]) -> str:
     header = ("task", "model_name", "params (M)", "input size", "source", "Grad-CAM", "marks")
     lines = [(r["task"], r["name"], f"{r['parameters_millions']:.1f}", r["input_size"], r["source"],
-              "yes" if r["gradcam"] else ("-" if r["task"].endswith(("detection", "segmentation")) else "no"),
+              "yes" if r["gradcam"] else ("no" if r["explainable"] else "-"),
               ",".join(m for m, on in (("default", r["default"]), ("cpu", r["cpu_default"])) if on))
              for r in rows]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]

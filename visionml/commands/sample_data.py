@@ -33,13 +33,13 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from ..data import sample
-    from ..tasks import canonical_task
+    from ..tasks import get_task
 
-    task = canonical_task(args.task)
+    task = get_task(args.task)
     n = sample.DEFAULT_N if args.n is None else args.n
     paths = sample.make_sample_data(task, args.output, n=n, seed=args.seed, size=args.size,
                                     overwrite=args.force)
-    width, height = args.size or sample.DEFAULT_SIZE[task]
+    width, height = args.size or sample.default_size(task)
     n_train = sum(1 for _ in paths["train"].open("rb"))
     print(f"wrote {n} {width}x{height} images for {task} to {paths['train'].parent}: "
           f"{paths['train']} ({n_train} images), {paths['val']} ({n - n_train} images)")

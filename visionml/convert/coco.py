@@ -10,8 +10,8 @@ import orjson
 
 from .. import geometry
 from ..errors import UsageError, VisionMLError
-from ..tasks import DETECTION, SEGMENTATION, canonical_task, is_classification
-from .common import (DEFAULT_MAX_POLYGON_POINTS, Converted, Problems, atomic_file, box_object_abs,
+from ..tasks import BOXES, POLYGONS, get_task, task_for_shape
+from .common import (DEFAULT_MAX_POLYGON_POINTS, Converted, Problems, atomic_file, box_object_abs, converter_task,
                      image_url_for, mask_object, new_record, open_image, polygon_object_abs)
 
 
@@ -94,14 +94,11 @@ def _load(json_path: Path) -> dict:
     return doc
 
 
-def _coco_task(doc: dict, task: str | None, json_path: Path) -> str:
+def _coco_task(doc: dict, task, json_path: Path):
     if task is not None:
-        task = canonical_task(task)
-        if is_classification(task):
-            raise UsageError(f"COCO input holds objects; use --task {DETECTION} or {SEGMENTATION}")
-        return task
+        return converter_task(task, (BOXES, POLYGONS), "COCO input holds objects")
     has_masks = any(ann.get("segmentation") for ann in doc.get("annotations", []))
-    return SEGMENTATION if has_masks else DETECTION
+    return task_for_shape(POLYGONS if has_masks else BOXES)
 
 
 def _object(ann, categories, task, info, max_points, problems, json_path, file_name):
@@ -114,7 +111,7 @@ def _object(ann, categories, task, info, max_points, problems, json_path, file_n
     crowd = bool(ann.get("iscrowd", 0))
     w, h = info.width, info.height
     common = dict(is_crowd=crowd, problems=problems, source=json_path, where=where)
-    if task == DETECTION:
+    if POLYGONS not in task.label_shapes:  # boxes only, whatever the segmentation holds
         bbox = ann.get("bbox")
         if not (isinstance(bbox, list) and len(bbox) == 4):
             problems.add(json_path, where, "'bbox' must be [x, y, width, height]")
@@ -133,7 +130,7 @@ def _object(ann, categories, task, info, max_points, problems, json_path, file_n
             return None
         return mask_object(name, mask, w, h, max_points=max_points, **common)
     problems.add(json_path, where, "no 'segmentation' (polygons or RLE); pass --task "
-                 f"{DETECTION} to convert the boxes only")
+                 f"{task_for_shape(BOXES)} to convert the boxes only")
     return None
 
 
@@ -162,7 +159,7 @@ def _decode_rle(seg: dict, height: int, width: int, problems, json_path, where):
 
 def coco_dict(data: Converted, out_dir: Path) -> dict:
     """The dataset as a COCO document; ``file_name`` is relative to ``out_dir`` where possible."""
-    if is_classification(data.task):
+    if not get_task(data.task).objects:
         raise UsageError(f"COCO holds objects; {data.task} data cannot be written as COCO")
     cat_id = {name: i + 1 for i, name in enumerate(data.labels)}
     images, annotations = [], []

@@ -21,6 +21,8 @@ import numpy as np
 from .. import geometry
 from ..fileio import atomic_path
 from ..data.records import ImageRecord, ObjectLabel
+from ..errors import UsageError
+from ..tasks import TASKS, get_task, task_for_shape
 
 # Coordinates are written with 6 decimals: 1e-6 of a 100,000 px side is 0.1 px, well inside the
 # half-pixel round-trip promise, and the files stay readable.
@@ -278,3 +280,15 @@ def new_record(path: Path, info: ImageInfo, source, line: int = 0) -> ImageRecor
     p = os.path.abspath(path)
     return ImageRecord(source=str(source), line=line, image_url=p, path=p, width=info.width,
                        height=info.height, format=info.format)
+
+
+def converter_task(task, shapes: tuple[str, ...], what: str):
+    """The task a converter produces: the given one, which must take one of the label ``shapes``
+    the source format holds, else the task inferred from ``shapes[0]``."""
+    if task is None:
+        return task_for_shape(shapes[0])
+    task = get_task(task)
+    if not task.label_shapes & set(shapes):
+        fitting = [name for name, t in TASKS.items() if t.label_shapes & set(shapes)]
+        raise UsageError(f"{what}; use --task {' or '.join(fitting)}")
+    return task

@@ -11,17 +11,16 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from ..errors import UsageError, VisionMLError
-from ..tasks import MULTICLASS, MULTILABEL, canonical_task
-from .common import Converted, Problems, find_image, new_record, open_image
+from ..errors import VisionMLError
+from ..tasks import CLASS, CLASSES
+from .common import Converted, Problems, converter_task, find_image, new_record, open_image
 
 
 def read_csv_labels(src, *, images_dir=None, task: str | None = None,
                     separator: str | None = None) -> Converted:
     src = Path(src)
-    task = canonical_task(task) if task else MULTILABEL
-    if task not in (MULTICLASS, MULTILABEL):
-        raise UsageError(f"CSV labels are classification data; use --task {MULTILABEL}")
+    task = converter_task(task, (CLASSES, CLASS), "CSV labels are classification data")
+    single = CLASS in task.label_shapes
     folder = Path(images_dir) if images_dir else src.parent
     header, body = _rows(src)
     one_hot = len(header) > 2
@@ -30,7 +29,7 @@ def read_csv_labels(src, *, images_dir=None, task: str | None = None,
         labels = _labels(row, header, one_hot, separator, problems, src, line)
         if labels is None:
             continue
-        if task == MULTICLASS and len(labels) != 1:
+        if single and len(labels) != 1:
             problems.add(src, line, f"multi-class needs exactly one label per image, got {labels}")
             continue
         image = _image(folder, row[0])
@@ -38,7 +37,7 @@ def read_csv_labels(src, *, images_dir=None, task: str | None = None,
         if info is None:
             continue
         rec = new_record(image, info, src, line)
-        rec.label = labels[0] if task == MULTICLASS else labels
+        rec.label = labels[0] if single else labels
         records.append(rec)
     names = header[1:] if one_hot else sorted({lb for r in records for lb in _as_list(r.label)})
     return Converted(task, list(names), records, list(problems))

@@ -5,18 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import UsageError, VisionMLError
-from ..tasks import MULTICLASS, MULTILABEL, canonical_task
-from .common import IMAGE_SUFFIXES, Converted, Problems, new_record, open_image
+from ..errors import VisionMLError
+from ..tasks import CLASS, CLASSES
+from .common import IMAGE_SUFFIXES, Converted, Problems, converter_task, new_record, open_image
 
 
 def read_imagefolder(src, *, task: str | None = None) -> Converted:
     """Every image under ``SRC/<class>/`` (sub-folders included) labelled ``<class>``. With
     ``--task image_classification_multilabel`` each label is a one-element list."""
     src = Path(src)
-    task = canonical_task(task) if task else MULTICLASS
-    if task not in (MULTICLASS, MULTILABEL):
-        raise UsageError(f"a class-per-folder tree is classification data; use --task {MULTICLASS}")
+    task = converter_task(task, (CLASS, CLASSES), "a class-per-folder tree is classification data")
+    single = CLASS in task.label_shapes
     if not src.is_dir():
         raise VisionMLError(f"{src}: not a folder of class sub-folders")
     classes = sorted(p for p in src.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -33,7 +32,7 @@ def read_imagefolder(src, *, task: str | None = None) -> Converted:
             if info is None:
                 continue
             rec = new_record(image, info, image)
-            rec.label = folder.name if task == MULTICLASS else [folder.name]
+            rec.label = folder.name if single else [folder.name]
             records.append(rec)
-    labels = sorted({r.label if task == MULTICLASS else r.label[0] for r in records})
+    labels = sorted({r.label if single else r.label[0] for r in records})
     return Converted(task, labels, records, list(problems), notes)

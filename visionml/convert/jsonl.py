@@ -6,7 +6,7 @@ from pathlib import Path
 
 import orjson
 
-from ..tasks import canonical_task
+from ..tasks import get_task
 from .common import Converted, Problems, atomic_file, image_info, image_url_for
 
 
@@ -17,7 +17,7 @@ def read_jsonl(path, *, task: str | None = None, skip_invalid: bool = False,
     ``image_details`` claims."""
     from ..data.reader import read_dataset
 
-    loaded = read_dataset(path, canonical_task(task) if task else None, datastores=datastores,
+    loaded = read_dataset(path, get_task(task) if task else None, datastores=datastores,
                           skip_invalid=skip_invalid)
     problems = Problems(loaded.problems)
     records = []

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UsageError, VisionMLError
-from ..tasks import DETECTION, SEGMENTATION, canonical_task
-from .common import (DEFAULT_MAX_POLYGON_POINTS, IMAGE_SUFFIXES, Converted, Problems,
+from ..errors import VisionMLError
+from ..tasks import BOXES, POLYGONS
+from .common import (DEFAULT_MAX_POLYGON_POINTS, IMAGE_SUFFIXES, Converted, Problems, converter_task,
                      box_object_abs, find_image, mask_has_holes, mask_object, new_record,
                      open_image)
 
@@ -47,9 +47,7 @@ def _has_images(folder: Path) -> bool:
 
 def read_masks(src, *, images_dir=None, task: str | None = None, label: str = "object",
                max_polygon_points: int = DEFAULT_MAX_POLYGON_POINTS) -> Converted:
-    task = canonical_task(task) if task else SEGMENTATION
-    if task not in (SEGMENTATION, DETECTION):
-        raise UsageError(f"instance masks give objects; use --task {SEGMENTATION} or {DETECTION}")
+    task = converter_task(task, (POLYGONS, BOXES), "instance masks give objects")
     mask_dir, img_dir = masks_layout(Path(src), images_dir)
     mask_files = sorted(p for p in mask_dir.iterdir() if p.suffix.lower() == ".png")
     if not mask_files:
@@ -71,7 +69,7 @@ def read_masks(src, *, images_dir=None, task: str | None = None, label: str = "o
         for inst in (int(v) for v in np.unique(ids) if v != 0):
             binary = ids == inst
             where = f"instance {inst}"
-            if task == DETECTION:  # the pixels' own extent: exact, whatever the point budget
+            if POLYGONS not in task.label_shapes:  # boxes: the pixels' own extent, whatever the point budget
                 obj = box_object_abs(label, _pixel_extent(binary), info.width, info.height,
                                      is_crowd=False, problems=problems, source=mask_path,
                                      where=where)

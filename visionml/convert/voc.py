@@ -13,8 +13,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from ..errors import UsageError, VisionMLError
-from ..tasks import DETECTION, canonical_task
-from .common import (Converted, Problems, box_object_abs, find_image, new_record, open_image)
+from ..tasks import BOXES
+from .common import Converted, Problems, box_object_abs, converter_task, find_image, new_record, open_image
 
 DIFFICULT_MODES = ("keep", "crowd", "drop")
 
@@ -33,8 +33,7 @@ def voc_layout(src: Path, images_dir: Path | None) -> tuple[Path, Path]:
 
 def read_voc(src, *, images_dir=None, task: str | None = None, split: str | None = None,
              difficult_mode: str = "keep") -> Converted:
-    if task is not None and canonical_task(task) != DETECTION:
-        raise UsageError(f"Pascal VOC XML holds boxes only; use --task {DETECTION}")
+    task = converter_task(task, (BOXES,), "Pascal VOC XML holds boxes only")
     if difficult_mode not in DIFFICULT_MODES:
         raise UsageError(f"--voc-difficult must be one of {', '.join(DIFFICULT_MODES)}")
     xml_dir, img_dir = voc_layout(Path(src), images_dir)
@@ -46,7 +45,7 @@ def read_voc(src, *, images_dir=None, task: str | None = None, split: str | None
         if rec is not None:
             records.append(rec)
     labels = sorted({o.label for r in records for o in r.objects})
-    return Converted(DETECTION, labels, records, list(problems), _notes(counts, difficult_mode))
+    return Converted(task, labels, records, list(problems), _notes(counts, difficult_mode))
 
 
 def _xml_files(src: Path, xml_dir: Path, split: str | None) -> list[Path]:

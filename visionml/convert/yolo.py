@@ -17,8 +17,8 @@ import yaml
 
 from .. import geometry
 from ..errors import UsageError, VisionMLError
-from ..tasks import DETECTION, SEGMENTATION, canonical_task, is_classification
-from .common import (DECIMALS, IMAGE_SUFFIXES, Converted, Problems, as_detection, atomic_dir,
+from ..tasks import BOXES, POLYGONS, get_task, task_for_shape
+from .common import (DECIMALS, IMAGE_SUFFIXES, Converted, Problems, as_detection, atomic_dir, converter_task,
                      box_object_abs, new_record, open_image, polygon_object_abs)
 
 NAMES_FILES = ("classes.txt", "obj.names", "names.txt")
@@ -38,13 +38,11 @@ def read_yolo(src, *, task: str | None = None, split: str | None = None) -> Conv
     images = _images(split_dirs)
     if not images:
         raise VisionMLError(f"{src}: no images found under {', '.join(map(str, _flat(split_dirs)))}")
-    task = canonical_task(task) if task else None
-    if task is not None and is_classification(task):
-        raise UsageError(f"YOLO labels hold objects; use --task {DETECTION} or {SEGMENTATION}")
+    task = converter_task(task, (BOXES, POLYGONS), "YOLO labels hold objects") if task else None
     parsed = [(img, _label_path(img), _parse_labels(_label_path(img))) for img in images]
     if task is None:
         any_poly = any(len(row[1]) > 4 for _, _, (rows, _) in parsed for row in rows)
-        task = SEGMENTATION if any_poly else DETECTION
+        task = task_for_shape(POLYGONS if any_poly else BOXES)
     problems = Problems()
     records = []
     for img, lbl, (rows, line_problems) in parsed:
@@ -194,7 +192,7 @@ def _object(cls, coords, names, task, info, problems, lbl, line):
         return None
     w, h = info.width, info.height
     if len(coords) == 4:
-        if task == SEGMENTATION:
+        if POLYGONS in task.label_shapes:
             problems.add(lbl, line, "a box line (class cx cy w h) in segmentation data")
             return None
         xyxy = geometry.xyxy_norm_to_abs(geometry.cxcywh_norm_to_xyxy_norm(coords), w, h)[0]
@@ -203,7 +201,7 @@ def _object(cls, coords, names, task, info, problems, lbl, line):
     segs = geometry.polygon_norm_to_abs([coords], w, h)
     obj = polygon_object_abs(names[cls], segs, w, h, is_crowd=False, problems=problems,
                              source=lbl, where=line)
-    return as_detection(obj) if obj is not None and task == DETECTION else obj
+    return as_detection(obj) if obj is not None and POLYGONS not in task.label_shapes else obj
 
 
 # ---------------------------------------------------------------- writing
@@ -213,7 +211,7 @@ def write_yolo(data: Converted, out, *, force: bool = False, split: str = "train
     """Write ``OUT/images/<split>/`` (images hard-linked, else symlinked, else copied),
     ``OUT/labels/<split>/*.txt`` and ``OUT/data.yaml`` (``val`` points at the same split: edit it
     when you convert a validation set into the same folder layout). Returns notes for the user."""
-    if data.task not in (DETECTION, SEGMENTATION):
+    if not get_task(data.task).objects:
         raise UsageError(f"--to yolo writes detection or segmentation labels, not {data.task}")
     out = Path(out)
     cls_index = {name: i for i, name in enumerate(data.labels)}
@@ -275,7 +273,7 @@ def link_or_copy(src: Path, dst: Path) -> str:
 
 
 def yolo_line(obj, cls: int, task: str) -> str:
-    if task == SEGMENTATION and obj.polygon is not None:
+    if POLYGONS in get_task(task).label_shapes and obj.polygon is not None:
         coords = merge_segments_norm(obj.polygon)
     else:
         coords = geometry.xyxy_norm_to_cxcywh_norm(obj.box)[0]

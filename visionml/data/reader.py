@@ -24,7 +24,7 @@ from sys import intern
 import orjson
 
 from ..errors import DataError, UsageError, VisionMLError
-from ..tasks import DETECTION, MULTICLASS, MULTILABEL, SEGMENTATION, canonical_task, is_detection_like
+from ..tasks import BOXES, CLASS, CLASSES, EMPTY, POLYGONS, SHAPE_WORDS, get_task, task_for_shape
 from .images import DEFAULT_MAX_PIXELS, IMAGE_FORMATS, check_image, local_path
 from .records import ImageRecord, ObjectLabel
 from .resolve import is_url, join_under, resolve_image_url
@@ -39,14 +39,8 @@ _LO, _HI = -SLACK, 1.0 + SLACK
 _NUMBER = (int, float)  # exact types: bool is not a coordinate
 _BOX_KEYS = ("topX", "topY", "bottomX", "bottomY")
 _corners = itemgetter(*_BOX_KEYS)
-EMPTY_SHAPE = "empty"
+EMPTY_SHAPE = EMPTY
 """The shape of a ``[]`` label: it fits every list-shaped task."""
-_SHAPE_WORDS = {
-    MULTICLASS: "a class name string (multi-class classification)",
-    MULTILABEL: "a list of class names (multi-label classification)",
-    DETECTION: "a list of {label, topX, topY, bottomX, bottomY} objects (object detection)",
-    SEGMENTATION: "a list of {label, polygon} objects (instance segmentation)",
-}
 
 
 @dataclass(slots=True)
@@ -113,7 +107,7 @@ def load_dataset(path, task: str | None = None, *, datastores: dict[str, str] | 
     """Like ``read_dataset`` but never raises for bad lines: returns the valid records and all
     problems (what ``visionml validate`` reports). Raises for a missing file or an unknown task,
     and ``UsageError`` when the task cannot be inferred (every label is an empty list)."""
-    wanted = canonical_task(task) if task else None
+    wanted = get_task(task) if task else None
     sources = data_files(path, datastores or {})
     records, shapes, problems = [], [], []
 
@@ -131,7 +125,8 @@ def load_dataset(path, task: str | None = None, *, datastores: dict[str, str] | 
         records = _check_images(records, max_pixels, problems, fits)
     sort_problems(problems, sources)
     counts = class_counts(records)
-    return LoadedData(records=records, task=final_task, labels=sorted(counts), problems=problems,
+    return LoadedData(records=records, task=final_task.name if final_task else None, labels=sorted(counts),
+                      problems=problems,
                       sources=list(sources), task_inferred=inferred, class_counts=dict(counts))
 
 
@@ -417,7 +412,7 @@ def _label_into(label, record: ImageRecord, task, errors: list):
         if not label:
             errors.append(("label", "empty class name"))
         record.label = intern(label)
-        return MULTICLASS
+        return CLASS
     if type(label) is not list:
         errors.append(("label", f"expected {_expected(task)}, got {_kind(label)}"))
         return None
@@ -429,16 +424,16 @@ def _label_into(label, record: ImageRecord, task, errors: list):
     if first is dict:
         if any(type(o) is dict and "polygon" in o for o in label):
             record.objects = _polygon_objects(label, errors)
-            return SEGMENTATION
+            return POLYGONS
         record.objects = _box_objects(label, errors)
-        return DETECTION
+        return BOXES
     errors.append(("label", f"expected {_expected(task)}, got a list of {_kinds(label[0])}"))
     return None
 
 
 def _expected(task) -> str:
     if task:
-        return _SHAPE_WORDS[task]
+        return task.expected_label()
     return "a string, a list of strings or a list of objects"
 
 
@@ -448,7 +443,7 @@ def _multilabel(label: list, record: ImageRecord, errors: list) -> str:
         errors.append((f"label[{i}]", f"expected a non-empty class name string, got {_kind(name)}"))
     if not bad:
         record.label = list(dict.fromkeys(map(intern, label)))  # a class named twice is still one class
-    return MULTILABEL
+    return CLASSES
 
 
 def _box_objects(items: list, errors: list) -> list[ObjectLabel]:
@@ -604,31 +599,31 @@ def _kinds(value) -> str:
 # Task
 
 
-def choose_task(task, shape_counts: Counter, sources: list) -> tuple[str | None, bool]:
-    """(task, inferred): the given task, else the most common label shape. ``UsageError`` when
-    every label is an empty list; (None, True) when no line was usable at all."""
+def choose_task(task, shape_counts: Counter, sources: list):
+    """(task, inferred): the given task, else the one inferred from the most common label shape.
+    ``UsageError`` when every label is an empty list; (None, True) when no line was usable at all."""
     if task is not None:
-        return task, False
+        return get_task(task), False
     counts = Counter({shape: n for shape, n in shape_counts.items() if shape != EMPTY_SHAPE and n})
     if counts:
-        return counts.most_common(1)[0][0], True
+        return task_for_shape(counts.most_common(1)[0][0]), True
     if shape_counts.get(EMPTY_SHAPE):
         raise UsageError(f"cannot infer the task of {', '.join(sources)}: every label is an empty "
                          "list; pass --task (e.g. --task image_object_detection)")
     return None, True
 
 
-def fitting_shapes(task: str) -> set[str]:
-    """Label shapes a line may have for ``task``: its own, and ``[]`` (an image with nothing) except multi-class."""
-    return {task} if task == MULTICLASS else {task, EMPTY_SHAPE}
+def fitting_shapes(task) -> frozenset[str]:
+    """Label shapes a line may have for ``task`` (``Task.label_shapes``)."""
+    return get_task(task).label_shapes
 
 
-def _apply_task(task: str, inferred: bool, records: list, shapes: list, problems: list) -> list[ImageRecord]:
+def _apply_task(task, inferred: bool, records: list, shapes: list, problems: list) -> list[ImageRecord]:
     """The records whose label fits ``task``; the others become problems."""
-    if task == MULTILABEL:  # an image with no class at all
-        for record, shape in zip(records, shapes):
-            if shape == EMPTY_SHAPE:
-                record.label = []
+    task = get_task(task)
+    for record, shape in zip(records, shapes):
+        if shape == EMPTY_SHAPE:
+            task.empty_label(record)
     fits = fitting_shapes(task)
     if set(shapes) <= fits:
         return records
@@ -637,16 +632,14 @@ def _apply_task(task: str, inferred: bool, records: list, shapes: list, problems
     return [r for r, s in zip(records, shapes) if s in fits]
 
 
-def mismatch_problems(task: str, inferred: bool, refs: list[tuple[str, int, str]]) -> list[Problem]:
+def mismatch_problems(task, inferred: bool, refs: list[tuple[str, int, str]]) -> list[Problem]:
     """One problem per ``(source, line, shape)`` whose label does not fit ``task``."""
+    task = get_task(task)
     raw = _raw_lines_for(refs)
     how = "was inferred from most lines; pass --task to choose" if inferred else "was given"
-    out = []
-    for source, line, shape in refs:
-        got = "an empty list" if shape == EMPTY_SHAPE else _SHAPE_WORDS[shape]
-        out.append(Problem(source, line, "label", f"expected {_SHAPE_WORDS[task]} (task {task} {how}), got {got}",
-                           raw.get((source, line))))
-    return out
+    return [Problem(source, line, "label", f"expected {task.expected_label()} (task {task.name} {how}), "
+                                           f"got {SHAPE_WORDS[shape]}", raw.get((source, line)))
+            for source, line, shape in refs]
 
 
 def _raw_lines_for(refs) -> dict[tuple[str, int], str]:
@@ -669,33 +662,19 @@ def _raw_lines_for(refs) -> dict[tuple[str, int], str]:
 # Images
 
 
-def size_rule(task: str | None, settings: dict, max_pixels: int | None):
+def size_rule(task, settings, max_pixels: int | None):
     """``(width, height) -> reason or None``: whether the model of ``task`` with ``settings``
-    (the task's defaults for missing keys) can take an image of that size (``sizes.py``)."""
-    from ..config import PARAMS
-    from .sizes import classifier_size_problem, detector_size_problem
-
-    def setting(key: str) -> int:
-        value = settings.get(key)
-        return PARAMS[key].default_for(task) if value is None else value
+    (hyperparameters or inference settings; the task's defaults for missing keys) can take an image
+    of that size, through the model's data config (``DataConfig.size_problem``)."""
+    from ..config import Hyperparameters, resolve_hyperparameters
+    from .dataconfig import resolve_data_config
 
     if task is None:
         return None
-    if is_detection_like(task) and _resizes_to_fixed_size(settings.get("model_name")):
-        return lambda width, height: None  # ssdlite makes every image 320x320, whatever its shape
-    if is_detection_like(task):
-        min_size, max_size = setting("min_size"), setting("max_size")
-        return lambda width, height: detector_size_problem(width, height, min_size, max_size)
-    resize = setting("validation_resize_size")
-    return lambda width, height: classifier_size_problem(width, height, resize, max_pixels)
-
-
-def _resizes_to_fixed_size(model_name: str | None) -> bool:
-    from .. import models  # noqa: F401  (fills the registry; no torch import)
-    from ..models.registry import MODELS
-
-    spec = MODELS.get(model_name) if model_name else None
-    return spec is not None and spec.family == "ssdlite"
+    hp = settings if isinstance(settings, Hyperparameters) else resolve_hyperparameters(
+        task, {k: v for k, v in dict(settings).items() if v is not None})
+    config = resolve_data_config(hp["model_name"], hp)
+    return lambda width, height: config.size_problem(width, height, max_pixels)
 
 
 def _check_images(records: list[ImageRecord], max_pixels, problems: list, fits=None) -> list[ImageRecord]:

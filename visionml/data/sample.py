@@ -28,13 +28,16 @@ from PIL import Image, ImageDraw
 
 from ..errors import UsageError, VisionMLError
 from ..fileio import write_bytes_atomic, write_error
-from ..tasks import DETECTION, MULTICLASS, MULTILABEL, SEGMENTATION, canonical_task
+from ..tasks import get_task
+from ..tasks import base as shape
 
 CLASSES = ("circle", "square", "triangle", "star")
 DEFAULT_N = 200
 VAL_FRACTION = 0.2
-DEFAULT_SIZE = {MULTICLASS: (192, 192), MULTILABEL: (192, 192),
-                DETECTION: (224, 168), SEGMENTATION: (224, 168)}
+# Everything below is per label shape (the shape a task is inferred from): sample data is made for
+# the shapes of the schema, so a task added later gets it by the shape of its labels.
+DEFAULT_SIZE = {shape.CLASS: (192, 192), shape.CLASSES: (192, 192), shape.BOXES: (224, 168),
+                shape.POLYGONS: (224, 168)}
 MIN_SIZE = (160, 120)
 JPEG_QUALITY = 92
 
@@ -43,9 +46,9 @@ _CIRCLE_POINTS = 48
 _STAR_INNER = 0.45
 # Circumradius of a shape as a fraction of the image's short side. Classification has one to
 # three objects filling a square; detection objects range from small to large.
-_RADIUS_RANGE = {MULTICLASS: (0.14, 0.36), MULTILABEL: (0.10, 0.22),
-                 DETECTION: (0.08, 0.25), SEGMENTATION: (0.08, 0.25)}
-_MARGIN = {MULTICLASS: 0.07, MULTILABEL: 0.07, DETECTION: 0.0, SEGMENTATION: 0.0}
+_RADIUS_RANGE = {shape.CLASS: (0.14, 0.36), shape.CLASSES: (0.10, 0.22), shape.BOXES: (0.08, 0.25),
+                 shape.POLYGONS: (0.08, 0.25)}
+_MARGIN = {shape.CLASS: 0.07, shape.CLASSES: 0.07, shape.BOXES: 0.0, shape.POLYGONS: 0.0}
 _MIN_CONTRAST = 110.0       # RGB distance between a shape and the mean background under it
 _MIN_PIXEL_CONTRAST = 70.0  # ... and from 90% of the background pixels under it
 _PIXEL_NOISE = 6.0     # standard deviation of the sensor-like noise over the whole image
@@ -57,8 +60,8 @@ def make_sample_data(task: str, out_dir, n: int = DEFAULT_N, seed: int = 0,
     ``out_dir/train.jsonl`` (the first 80%) and ``out_dir/val.jsonl`` (the rest; at least one
     each). ``size`` is (width, height). The same ``seed`` gives byte-identical files.
     Refuses to replace existing JSONL files unless ``overwrite``. Returns {"train", "val"} paths."""
-    task = canonical_task(task)
-    width, height = size or DEFAULT_SIZE[task]
+    label_shape = _label_shape(task)
+    width, height = size or DEFAULT_SIZE[label_shape]
     _check_args(n, width, height)
     out = Path(out_dir)
     paths = {"train": out / "train.jsonl", "val": out / "val.jsonl"}
@@ -73,12 +76,24 @@ def make_sample_data(task: str, out_dir, n: int = DEFAULT_N, seed: int = 0,
             old.unlink()
 
     rng = np.random.default_rng(seed)
-    plan = _plan_classes(task, n, rng)
-    lines = [_make_image(task, i, classes, width, height, rng, images_dir) for i, classes in enumerate(plan)]
+    plan = _plan_classes(label_shape, n, rng)
+    lines = [_make_image(label_shape, i, classes, width, height, rng, images_dir) for i, classes in enumerate(plan)]
     n_val = min(max(1, round(n * VAL_FRACTION)), n - 1)
     _write_jsonl(paths["train"], lines[: n - n_val])
     _write_jsonl(paths["val"], lines[n - n_val:])
     return paths
+
+
+def default_size(task) -> tuple[int, int]:
+    """(width, height) of the images made for ``task`` when no size is given."""
+    return DEFAULT_SIZE[_label_shape(task)]
+
+
+def _label_shape(task) -> str:
+    task = get_task(task)
+    if task.inferred_from not in DEFAULT_SIZE:
+        raise UsageError(f"sample-data makes data with the schema's label shapes; {task.name} has none of them")
+    return task.inferred_from
 
 
 def _check_args(n: int, width: int, height: int) -> None:
@@ -96,17 +111,17 @@ def _refuse_overwrite(paths: dict[str, Path], overwrite: bool) -> None:
                             "or pass --force to replace the sample data there")
 
 
-def _plan_classes(task: str, n: int, rng: np.random.Generator) -> list[list[str]]:
+def _plan_classes(label_shape: str, n: int, rng: np.random.Generator) -> list[list[str]]:
     """The class(es) of the objects in each image. Multi-class is balanced (round robin, then
     shuffled) so that every class has the same number of images up to one."""
     k = len(CLASSES)
-    if task == MULTICLASS:
+    if label_shape == shape.CLASS:
         order = rng.permutation(np.arange(n) % k)
         return [[CLASSES[c]] for c in order]
     plan = []
     for _ in range(n):
         count = int(rng.integers(1, 4))
-        if task == MULTILABEL:  # distinct classes: the label is the set
+        if label_shape == shape.CLASSES:  # distinct classes: the label is the set
             picked = rng.choice(k, size=count, replace=False)
         else:
             picked = rng.integers(0, k, size=count)
@@ -114,10 +129,10 @@ def _plan_classes(task: str, n: int, rng: np.random.Generator) -> list[list[str]
     return plan
 
 
-def _make_image(task: str, index: int, classes: list[str], width: int, height: int,
+def _make_image(label_shape: str, index: int, classes: list[str], width: int, height: int,
                 rng: np.random.Generator, images_dir: Path) -> dict:
     canvas = _background(width, height, rng)
-    polygons = _place_shapes(task, classes, width, height, rng)
+    polygons = _place_shapes(label_shape, classes, width, height, rng)
     for polygon in polygons:
         _paint(canvas, polygon, rng)
     canvas += rng.normal(0.0, _PIXEL_NOISE, canvas.shape)
@@ -127,20 +142,20 @@ def _make_image(task: str, index: int, classes: list[str], width: int, height: i
     write_bytes_atomic(images_dir / name, jpeg.getvalue())
     return {"image_url": f"images/{name}",
             "image_details": {"format": "jpg", "width": width, "height": height},
-            "label": _label(task, classes, polygons, width, height)}
+            "label": _label(label_shape, classes, polygons, width, height)}
 
 
-def _label(task: str, classes: list[str], polygons: list[np.ndarray], width: int, height: int):
-    if task == MULTICLASS:
+def _label(label_shape: str, classes: list[str], polygons: list[np.ndarray], width: int, height: int):
+    if label_shape == shape.CLASS:
         return classes[0]
-    if task == MULTILABEL:
+    if label_shape == shape.CLASSES:
         return sorted(classes)
     scale = np.array([width, height])
     objects = []
     for cls, polygon in zip(classes, polygons):
         norm = np.clip(polygon / scale, 0.0, 1.0)
         obj = {"label": cls}
-        if task == SEGMENTATION:
+        if label_shape == shape.POLYGONS:
             obj["polygon"] = [[round(float(v), 6) for v in norm.reshape(-1)]]
         else:
             (x0, y0), (x1, y1) = norm.min(axis=0), norm.max(axis=0)
@@ -168,13 +183,13 @@ def _shape_polygon(cls: str, cx: float, cy: float, radius: float, angle: float) 
     return np.stack([cx + radii * np.cos(theta), cy + radii * np.sin(theta)], axis=1)
 
 
-def _place_shapes(task: str, classes: list[str], width: int, height: int,
+def _place_shapes(label_shape: str, classes: list[str], width: int, height: int,
                   rng: np.random.Generator) -> list[np.ndarray]:
     """Random size, rotation and position for each shape, inside the margin and not overlapping
     any shape placed before (boxes at least 3 px apart). Shrinks a shape that does not fit."""
     short = min(width, height)
-    lo, hi = _RADIUS_RANGE[task]
-    margin = _MARGIN[task] * short + 1.0
+    lo, hi = _RADIUS_RANGE[label_shape]
+    margin = _MARGIN[label_shape] * short + 1.0
     placed: list[np.ndarray] = []
     for cls in classes:
         radius = rng.uniform(lo, hi) * short

@@ -15,7 +15,7 @@ from operator import attrgetter
 
 import numpy as np
 
-from ..tasks import SEGMENTATION, canonical_task, is_detection_like
+from ..tasks import get_task
 from .reader import (LoadedData, Problem, choose_task, data_files, fitting_shapes, mismatch_problems, paused_gc,
                      read_lines, sort_problems)
 
@@ -69,7 +69,7 @@ def scan_dataset(path, task: str | None = None, *, datastores: dict[str, str] | 
                  ) -> tuple[dict, list[Problem]]:
     """(summary, problems) of the lines of ``path`` without opening images or keeping records:
     the same answer as ``load_dataset(..., check_images=False)`` + ``summarize``."""
-    wanted = canonical_task(task) if task else None
+    wanted = get_task(task) if task else None
     sources = data_files(path, datastores or {})
     tallies: dict[str, Tally] = defaultdict(Tally)
     batches: dict[str, list] = defaultdict(list)
@@ -109,10 +109,11 @@ def scan_dataset(path, task: str | None = None, *, datastores: dict[str, str] | 
 
 
 def _summary(task, inferred: bool, sources, problems, tally: Tally) -> dict:
-    detection = task is not None and is_detection_like(task)
-    key = ("polygons" if task == SEGMENTATION else "boxes") if detection else "images"
+    task = get_task(task) if task is not None else None
+    detection = task is not None and task.objects
+    key = task.summary_key() if task is not None else "images"
     summary = {
-        "task": task,
+        "task": task.name if task is not None else None,
         "task_inferred": inferred,
         "sources": list(sources),
         "images": tally.images,

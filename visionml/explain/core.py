@@ -12,8 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import VisionMLError
-from ..models.registry import IMAGENET_MEAN, IMAGENET_STD
-from ..tasks import MULTICLASS, MULTILABEL, is_classification
+from ..tasks import get_task
 from .params import XaiParams, parse_xai_parameters
 
 _SIGNIFICANT_DIGITS = 5  # Azure's examples print 5; more only bloats the JSON
@@ -28,24 +27,10 @@ class ClassExplanation:
     png: bytes | None  # the visualization, when asked for
 
 
-def _manifest_value(manifest, key, default=None):
-    if isinstance(manifest, dict):
-        return manifest.get(key, default)
-    return getattr(manifest, key, default)
-
-
-def _target_classes(task: str, probs: np.ndarray, params: XaiParams) -> list[int]:
-    if task == MULTICLASS:
-        return [int(np.argmax(probs))]
-    threshold = params.confidence_score_threshold_multilabel
-    return [i for i, p in enumerate(probs) if p >= threshold]
-
-
-def _display_image(x, manifest) -> np.ndarray:
+def _display_image(x, data_config) -> np.ndarray:
     """Undo the normalisation of the model input [1,3,H,W] -> uint8 [H,W,3]: what the model saw."""
-    preprocessing = _manifest_value(manifest, "preprocessing") or {}
-    mean = np.asarray(preprocessing.get("mean", IMAGENET_MEAN), dtype=np.float32)
-    std = np.asarray(preprocessing.get("std", IMAGENET_STD), dtype=np.float32)
+    mean = np.asarray(data_config.mean, dtype=np.float32)
+    std = np.asarray(data_config.std, dtype=np.float32)
     pixels = x[0].detach().float().cpu().numpy().transpose(1, 2, 0) * std + mean
     return (np.clip(pixels, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
@@ -76,7 +61,8 @@ def explain_arrays(predictor, pil_image, probs, params) -> list[ClassExplanation
     ``VisionMLError`` naming the valid ones.
     """
     params = params if isinstance(params, XaiParams) else parse_xai_parameters(params)
-    if not is_classification(predictor.task):
+    task = get_task(predictor.task)
+    if not task.explainable:
         return None
     if getattr(predictor, "model", None) is None:
         raise VisionMLError("explanations need the PyTorch model: load the model folder with the torch "
@@ -84,15 +70,15 @@ def explain_arrays(predictor, pil_image, probs, params) -> list[ClassExplanation
     from . import methods
     from .render import render_png
 
-    model_name = _manifest_value(predictor.manifest, "model_name")
+    model_name = predictor.settings["model_name"]
     if params.xai_algorithm == "guided_gradcam":
         methods.gradcam_layer(predictor.model, model_name)  # a ViT fails here, before any work
     probs = np.asarray(probs, dtype=np.float64)
-    em = methods.explain_model_for(predictor.model, predictor.task)
+    em = methods.explain_model_for(predictor.model, task)
     x = predictor.preprocess(pil_image).unsqueeze(0).to(em.device)
-    image = _display_image(x, predictor.manifest) if params.visualizations else None
+    image = _display_image(x, predictor.data_config) if params.visualizations else None
     results = []
-    for index in _target_classes(predictor.task, probs, params):
+    for index in task.explanation_targets(probs, params.confidence_score_threshold_multilabel):
         attribution, xrai_map = _attribute(em, x, index, params, model_name)
         attribution = np.nan_to_num(attribution.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
         label = str(predictor.labels[index])
@@ -134,6 +120,6 @@ def explain(predictor, pil_image, probs, params) -> tuple:
         visualizations = [base64.b64encode(e.png).decode("ascii") for e in explanations]
     if params.attributions:
         attributions = [round_significant(e.attribution).tolist() for e in explanations]
-    if predictor.task == MULTILABEL:
-        return visualizations, attributions
-    return (visualizations[0] if visualizations else None), (attributions[0] if attributions else None)
+    task = get_task(predictor.task)
+    return (task.pack_explanations(visualizations) if visualizations is not None else None,
+            task.pack_explanations(attributions) if attributions is not None else None)

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ..errors import VisionMLError
-from ..tasks import MULTILABEL
+from ..tasks import get_task
 
 _STEP_BATCH = 25  # IG steps per forward/backward: measured fastest for resnet18 at 224 on CPU
 
@@ -50,7 +50,7 @@ class ExplainModel:
 
     def __init__(self, model: nn.Module, task: str, fast: bool = True):
         self.device = next(model.parameters()).device
-        self.task = task
+        self.task = get_task(task)
         self.bf16 = fast and bf16_available(self.device)
         self.model = copy.deepcopy(model).eval()
         for module in self.model.modules():
@@ -69,8 +69,7 @@ class ExplainModel:
                 logits = self.model(x.contiguous(memory_format=torch.channels_last))
         else:
             logits = self.model(x)
-        logits = logits.float()
-        return torch.sigmoid(logits) if self.task == MULTILABEL else torch.softmax(logits, dim=1)
+        return self.task.activation(logits.float())
 
 
 _CACHE: "weakref.WeakKeyDictionary[nn.Module, ExplainModel]" = weakref.WeakKeyDictionary()

@@ -34,7 +34,6 @@ import numpy as np
 
 from ..errors import VisionMLError
 from ..modelio import MANIFEST
-from ..tasks import is_classification
 
 OPSET = 17
 ONNX_FILE = "model.onnx"
@@ -52,15 +51,18 @@ def export_onnx(model_dir, out_dir, overrides: dict | None = None) -> Path:
     from ..predict.settings import resolve_settings
     from .files import publish, staging_folder
 
+    from ..models.registry import get_spec
+
     model, manifest = load_model_folder(model_dir)
     settings = resolve_settings(manifest, overrides)
+    family = get_spec(settings["model_name"]).family
+    if family.kind not in _EXPORTERS:
+        raise VisionMLError(f"ONNX export of {family.name} models is not supported; use --backend torch")
+    export, check = _EXPORTERS[family.kind]
     out_dir = Path(out_dir)
     with staging_folder(out_dir) as tmp:
-        if is_classification(manifest["task"]):
-            info, example = _export_classifier(model, settings, tmp / ONNX_FILE)
-        else:
-            info, example = _export_detector(model, settings, tmp / ONNX_FILE)
-        verify(tmp / ONNX_FILE, model, example, manifest["task"])
+        info, example = export(model, settings, family, tmp / ONNX_FILE)
+        verify(tmp / ONNX_FILE, model, example, check)
         (tmp / LABELS_FILE).write_text(json.dumps(manifest["labels"], indent=2) + "\n", encoding="utf-8")
         exported = exported_manifest(manifest, settings, info)
         (tmp / MANIFEST).write_text(json.dumps(exported, indent=2) + "\n", encoding="utf-8")
@@ -68,7 +70,7 @@ def export_onnx(model_dir, out_dir, overrides: dict | None = None) -> Path:
     return out_dir
 
 
-def _export_classifier(model, settings: dict, path: Path):
+def _export_classifier(model, settings, family, path: Path):
     import torch
 
     crop = int(settings["validation_crop_size"])
@@ -83,12 +85,10 @@ def _export_classifier(model, settings: dict, path: Path):
     return info, example
 
 
-def _export_detector(model, settings: dict, path: Path):
+def _export_detector(model, settings, family, path: Path):
     import torch
 
-    from ..predict.predictor import apply_detector_settings
-
-    apply_detector_settings(model, {**settings, "box_score_threshold": GRAPH_SCORE_THRESHOLD})
+    family.apply_settings(model, {**settings, "box_score_threshold": GRAPH_SCORE_THRESHOLD})
     fixed = {"box_score_threshold": GRAPH_SCORE_THRESHOLD,
              "nms_iou_threshold": float(settings["nms_iou_threshold"]),
              "box_detections_per_image": int(settings["box_detections_per_image"])}
@@ -330,25 +330,27 @@ def _plain_attention(model) -> None:
             module.train()
 
 
-def verify(path: Path, model, example, task: str) -> None:
-    """``onnx.checker`` on the file, then onnxruntime compared with PyTorch, so a broken export
-    fails here rather than at a user's first request. Classifiers: one run on ``example``.
-    Detectors (``example`` a ``DetectorCheck``): boxes, labels, scores and masks compared with
-    every box kept (the check images), with each score threshold in turn keeping nothing (the
-    first image), and as exported (the check images)."""
+def verify(path: Path, model, example, check) -> None:
+    """``onnx.checker`` on the file, then ``check`` (the family's comparison of onnxruntime with
+    PyTorch), so a broken export fails here rather than at a user's first request. Classifiers: one
+    run on ``example``. Detectors (``example`` a ``DetectorCheck``): boxes, labels, scores and masks
+    compared with every box kept (the check images), with each score threshold in turn keeping
+    nothing (the first image), and as exported (the check images)."""
     import onnx
-    import torch
-
-    from ..predict.onnx_backend import open_session
 
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except onnx.checker.ValidationError as exc:
         raise VisionMLError(f"the exported {path.name} is not valid ONNX ({str(exc).splitlines()[0]}); "
                             f"please report it with the model_name") from None
-    if not is_classification(task):
-        _verify_detector(path, model, example)
-        return
+    check(path, model, example)
+
+
+def _verify_classifier(path: Path, model, example) -> None:
+    import torch
+
+    from ..predict.onnx_backend import open_session
+
     session = open_session(path, "cpu")
     with torch.no_grad():
         # Traced at batch 2, checked at batch 1: proves the batch axis is really dynamic.
@@ -458,17 +460,25 @@ def exported_manifest(manifest: dict, settings: dict, info: dict) -> dict:
     import torch
 
     out = {k: v for k, v in manifest.items() if k != "onnx"}
-    pre = dict(manifest.get("preprocessing") or {})
-    fixed = info["fixed"]
-    if is_classification(manifest["task"]):
-        pre.update(resize_size=int(settings["validation_resize_size"]), crop_size=fixed["validation_crop_size"])
-    else:
-        pre.update({k: fixed[k] for k in ("min_size", "max_size") if k in fixed})
-        inference = dict(manifest.get("inference") or {})
-        inference.update({k: settings[k] for k in inference if settings.get(k) is not None})
-        out["inference"] = inference
+    from ..data.dataconfig import resolve_data_config
+
+    # The sizes and settings the graph was exported with (those of the deployment's --set values).
+    pre = {**(manifest.get("preprocessing") or {}),
+           **resolve_data_config(settings["model_name"], settings, manifest.get("preprocessing")).to_manifest()}
+    inference = dict(manifest.get("inference") or {})
+    inference.update({k: settings[k] for k in inference if settings.get(k) is not None})
+    out["inference"] = inference
     out["preprocessing"] = pre
     out["onnx"] = {"file": ONNX_FILE, "opset": OPSET, **info,
                    "exported_with": {"torch": torch.__version__, "onnx": onnx.__version__,
                                      "onnxruntime": onnxruntime.__version__}}
     return out
+
+
+# Per model kind (Task.model_kind, ModelFamily.kind): how a network becomes a graph and how the
+# graph is checked against PyTorch.
+_EXPORTERS = {
+    "classifier": (_export_classifier, _verify_classifier),
+    "detector": (_export_detector, _verify_detector),
+    "segmenter": (_export_detector, _verify_detector),
+}

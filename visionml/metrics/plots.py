@@ -12,32 +12,27 @@ from pathlib import Path
 
 import numpy as np
 
-from ..tasks import MULTICLASS, MULTILABEL, canonical_task
-
 MAX_LEGEND = 20    # beyond this many classes a legend hides the plot
 MAX_ANNOTATED = 25  # beyond this many classes confusion-matrix cells are not numbered
 
 
-def save_classification_plots(out_dir, task: str, y_true, probs, labels: list[str],
+def save_classification_plots(out_dir, y_true, probs, labels: list[str], *, multilabel: bool = False,
                               threshold: float = 0.5) -> list[Path]:
     """Write confusion_matrix.png, pr_curves.png and roc_curves.png to ``out_dir``.
 
-    ``y_true``: int[N] class indices (multi-class) or {0,1}[N, C] (multi-label);
+    ``y_true``: int[N] class indices, or with ``multilabel`` {0,1}[N, C];
     ``probs``: float[N, C]; ``threshold``: the multi-label decision threshold.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     probs = np.asarray(probs, dtype=np.float64).reshape(-1, len(labels))
-    task = canonical_task(task)
-    if task == MULTICLASS:
-        y_index = np.asarray(y_true, dtype=np.int64).reshape(-1)
-        onehot = np.eye(len(labels), dtype=np.int64)[y_index]
-        confusion = _multiclass_confusion(y_index, probs, labels)
-    elif task == MULTILABEL:
+    if multilabel:
         onehot = np.asarray(y_true, dtype=np.int64).reshape(-1, len(labels))
         confusion = _multilabel_confusion(onehot, probs, labels, threshold)
     else:
-        raise ValueError(f"classification plots are for {MULTICLASS} or {MULTILABEL}, not {task!r}")
+        y_index = np.asarray(y_true, dtype=np.int64).reshape(-1)
+        onehot = np.eye(len(labels), dtype=np.int64)[y_index]
+        confusion = _multiclass_confusion(y_index, probs, labels)
     paths = [out / "confusion_matrix.png", out / "pr_curves.png", out / "roc_curves.png"]
     _save(confusion, paths[0])
     _save(_curves(onehot, probs, labels, "pr"), paths[1])

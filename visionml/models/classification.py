@@ -6,7 +6,8 @@ activation differ (the training and predict modules own those).
 
 from __future__ import annotations
 
-from .registry import CLASSIFICATION, register
+from .families import CLASSIFIER
+from .registry import register
 from .weights import ensure_cached
 
 VIT_MEAN_STD = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
@@ -73,15 +74,22 @@ _TORCHVISION = [
 ]
 
 for _name, _builder, _head, _weights, _cam in _TORCHVISION:
-    register(_name, CLASSIFICATION, "classifier", input_size=224, gradcam_layer=_cam,
+    register(_name, CLASSIFIER, input_size=224, gradcam_layer=_cam, cpu_cost=(0.1, 224) if _name == "resnet18" else None,
              weights=f"torchvision:{_weights}", description=f"torchvision {_builder}")(
         _torchvision_classifier(_builder, _head))
 
+# Azure's per-model defaults: batch sizes that fit a 12 GiB GPU for the ViTs.
+_VIT_DEFAULTS = {
+    "vits16r224": {"training_batch_size": 128, "validation_batch_size": 128},
+    "vitb16r224": {"training_batch_size": 48, "validation_batch_size": 48},
+    "vitl16r224": {"training_batch_size": 10, "validation_batch_size": 10},
+}
+
 # ViTs take a fixed 224 crop (position embeddings); Grad-CAM needs a conv layer, so none.
-register("vitb16r224", CLASSIFICATION, "classifier", input_size=224, fixed_input_size=True,
+register("vitb16r224", CLASSIFIER, input_size=224, fixed_input_size=True, hp_defaults=_VIT_DEFAULTS["vitb16r224"],
          weights="torchvision:ViT_B_16_Weights.IMAGENET1K_V1", description="torchvision vit_b_16")(
     _torchvision_classifier("vit_b_16", "heads.head"))
-register("vitl16r224", CLASSIFICATION, "classifier", input_size=224, fixed_input_size=True,
+register("vitl16r224", CLASSIFIER, input_size=224, fixed_input_size=True, hp_defaults=_VIT_DEFAULTS["vitl16r224"],
          weights="torchvision:ViT_L_16_Weights.IMAGENET1K_V1", description="torchvision vit_l_16")(
     _torchvision_classifier("vit_l_16", "heads.head"))
 
@@ -96,6 +104,7 @@ _TIMM = [
 
 for _name, _timm, _tag, _cam, _fixed, _norm in _TIMM:
     _extra = {"mean": _norm[0], "std": _norm[1]} if _norm else {}
-    register(_name, CLASSIFICATION, "classifier", source="timm", input_size=224, fixed_input_size=_fixed,
-             gradcam_layer=_cam, weights=f"timm:{_timm}.{_tag}", description=f"timm {_timm}", **_extra)(
+    register(_name, CLASSIFIER, source="timm", input_size=224, fixed_input_size=_fixed,
+             gradcam_layer=_cam, weights=f"timm:{_timm}.{_tag}", description=f"timm {_timm}",
+             hp_defaults=_VIT_DEFAULTS.get(_name, {}), **_extra)(
         _timm_classifier(_timm))

@@ -8,70 +8,18 @@ arriving here already includes that background class (``registry.build_model`` a
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 from ..errors import UsageError
-from ..tasks import DETECTION, SEGMENTATION
+from .families import FASTERRCNN, MASKRCNN, RETINANET, SSDLITE
 from .registry import register
 from .weights import ensure_cached
 
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 ASPECT_RATIOS = (0.5, 1.0, 2.0)
 
-# Azure hyperparameter -> the torchvision keyword of each family (R-CNN vs one-stage).
-_RCNN_KEYS = {
-    "min_size": "min_size",
-    "max_size": "max_size",
-    "box_score_threshold": "box_score_thresh",
-    "nms_iou_threshold": "box_nms_thresh",
-    "box_detections_per_image": "box_detections_per_img",
-    # visionml extensions (config.py): proposal budgets that dominate R-CNN's CPU time.
-    "rpn_pre_nms_top_n_train": "rpn_pre_nms_top_n_train",
-    "rpn_post_nms_top_n_train": "rpn_post_nms_top_n_train",
-    "rpn_pre_nms_top_n_test": "rpn_pre_nms_top_n_test",
-    "rpn_post_nms_top_n_test": "rpn_post_nms_top_n_test",
-    "box_batch_size_per_image": "box_batch_size_per_image",
-}
-_ONE_STAGE_KEYS = {
-    "min_size": "min_size",
-    "max_size": "max_size",
-    "box_score_threshold": "score_thresh",
-    "nms_iou_threshold": "nms_thresh",
-    "box_detections_per_image": "detections_per_img",
-}
-
-
 # Validation and `visionml evaluate` collect boxes down to this score to compute AP, as
 # torchvision's references and COCO do; a deployment's higher box_score_threshold still decides
 # precision and recall (metrics.detection_metrics(score_threshold=...)).
 AP_SCORE_FLOOR = 0.05
-
-
-@contextmanager
-def score_threshold_at_most(model, threshold: float = AP_SCORE_FLOOR):
-    """Inside the block the detector keeps boxes down to ``threshold`` (where its own threshold is
-    higher); its own threshold is back afterwards, on errors too. A no-op for classifiers."""
-    holders = [m for m in (model, getattr(model, "roi_heads", None))
-               if m is not None and isinstance(getattr(m, "score_thresh", None), (int, float))]
-    saved = [holder.score_thresh for holder in holders]
-    try:
-        for holder in holders:
-            holder.score_thresh = min(float(holder.score_thresh), float(threshold))
-        yield
-    finally:
-        for holder, value in zip(holders, saved):
-            holder.score_thresh = value
-
-
-def detector_kwargs(family: str, hp: dict) -> dict:
-    """The torchvision constructor keywords for ``family`` taken from resolved hyperparameters."""
-    if family in ("fasterrcnn", "maskrcnn"):
-        table = _RCNN_KEYS
-    elif family == "retinanet":
-        table = _ONE_STAGE_KEYS
-    else:  # ssdlite resizes to a fixed 320x320: min_size/max_size do not apply
-        table = {k: v for k, v in _ONE_STAGE_KEYS.items() if k not in ("min_size", "max_size")}
-    return {tv: hp[key] for key, tv in table.items() if hp.get(key) is not None}
 
 
 def load_pretrained(model, spec, fetch: bool, into: str = "") -> None:
@@ -113,7 +61,7 @@ def _rcnn_builder(backbone_name: str, with_masks: bool):
         from torchvision.models import detection as tvd
         from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 
-        kwargs = detector_kwargs(spec.family, hp)
+        kwargs = spec.family.build_kwargs(hp)
         model_class = tvd.MaskRCNN if with_masks else tvd.FasterRCNN
         coco = pretrained and backbone_name == "resnet50"
         backbone = resnet_fpn_backbone(backbone_name=backbone_name, weights=None, norm_layer=_norm(pretrained),
@@ -178,14 +126,15 @@ def _set_fpn_anchors(model, spec, hp, levels: int | None) -> None:
 for _backbone in RESNETS:
     _weights = ("torchvision:FasterRCNN_ResNet50_FPN_Weights.COCO_V1" if _backbone == "resnet50"
                 else f"torchvision:{_backbone.replace('resnet', 'ResNet')}_Weights.IMAGENET1K_V1")
-    register(f"fasterrcnn_{_backbone}_fpn", (DETECTION,), "fasterrcnn", gradcam_layer=None, weights=_weights,
+    register(f"fasterrcnn_{_backbone}_fpn", FASTERRCNN, weights=_weights,
              description=f"Faster R-CNN, {_backbone} FPN backbone")(_rcnn_builder(_backbone, with_masks=False))
     _mask_weights = ("torchvision:MaskRCNN_ResNet50_FPN_Weights.COCO_V1" if _backbone == "resnet50" else _weights)
-    register(f"maskrcnn_{_backbone}_fpn", (SEGMENTATION,), "maskrcnn", gradcam_layer=None, weights=_mask_weights,
+    register(f"maskrcnn_{_backbone}_fpn", MASKRCNN, weights=_mask_weights,
+             cpu_cost=(0.7, 160) if _backbone == "resnet18" else None,
              description=f"Mask R-CNN, {_backbone} FPN backbone")(_rcnn_builder(_backbone, with_masks=True))
 
 
-@register("fasterrcnn_mobilenet_v3_large_fpn", (DETECTION,), "fasterrcnn",
+@register("fasterrcnn_mobilenet_v3_large_fpn", FASTERRCNN, cpu_cost=(0.29, 240),
           weights="torchvision:FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1",
           description="Faster R-CNN, MobileNetV3-Large FPN backbone (fast on CPU)")
 def _fasterrcnn_mobilenet(spec, task, num_classes, pretrained, hp, fetch):
@@ -198,7 +147,7 @@ def _fasterrcnn_mobilenet(spec, task, num_classes, pretrained, hp, fetch):
     backbone = mobilenet_backbone(backbone_name="mobilenet_v3_large", weights=None, fpn=True,
                                   norm_layer=_norm(pretrained), trainable_layers=3 if pretrained else 6)
     anchors = AnchorGenerator(((32, 64, 128, 256, 512),) * 3, (ASPECT_RATIOS,) * 3)
-    kwargs = {"rpn_score_thresh": 0.05, **detector_kwargs(spec.family, hp)}
+    kwargs = {"rpn_score_thresh": 0.05, **spec.family.build_kwargs(hp)}
     model = tvd.FasterRCNN(backbone, 91 if pretrained else num_classes, rpn_anchor_generator=anchors, **kwargs)
     if pretrained:
         load_pretrained(model, spec, fetch)
@@ -207,7 +156,7 @@ def _fasterrcnn_mobilenet(spec, task, num_classes, pretrained, hp, fetch):
     return model
 
 
-@register("retinanet_resnet50_fpn", (DETECTION,), "retinanet",
+@register("retinanet_resnet50_fpn", RETINANET,
           weights="torchvision:RetinaNet_ResNet50_FPN_Weights.COCO_V1", description="RetinaNet, ResNet-50 FPN")
 def _retinanet(spec, task, num_classes, pretrained, hp, fetch):
     from torchvision.models import detection as tvd
@@ -220,7 +169,7 @@ def _retinanet(spec, task, num_classes, pretrained, hp, fetch):
     backbone = resnet_fpn_backbone(backbone_name="resnet50", weights=None, norm_layer=_norm(pretrained),
                                    trainable_layers=3 if pretrained else 5, returned_layers=[2, 3, 4],
                                    extra_blocks=LastLevelP6P7(256, 256))
-    model = tvd.RetinaNet(backbone, 91 if pretrained else num_classes, **detector_kwargs(spec.family, hp))
+    model = tvd.RetinaNet(backbone, 91 if pretrained else num_classes, **spec.family.build_kwargs(hp))
     if pretrained:
         load_pretrained(model, spec, fetch)
         _coco_v1_eps(model)
@@ -234,7 +183,7 @@ def _retinanet(spec, task, num_classes, pretrained, hp, fetch):
     return model
 
 
-@register("ssdlite320_mobilenet_v3_large", (DETECTION,), "ssdlite",
+@register("ssdlite320_mobilenet_v3_large", SSDLITE,
           weights="torchvision:SSDLite320_MobileNet_V3_Large_Weights.COCO_V1",
           description="SSDlite 320x320, MobileNetV3-Large (fastest, least accurate)")
 def _ssdlite(spec, task, num_classes, pretrained, hp, fetch):
@@ -248,7 +197,7 @@ def _ssdlite(spec, task, num_classes, pretrained, hp, fetch):
     if hp.get("anchor_sizes") is not None:
         raise UsageError("anchor_sizes does not apply to ssdlite320_mobilenet_v3_large (its default boxes are "
                          "relative to the 320x320 input); remove it or pick a Faster R-CNN model")
-    kwargs = detector_kwargs(spec.family, hp)
+    kwargs = spec.family.build_kwargs(hp)
     # Same layout with or without COCO weights (BatchNorm, reduced tail), so only the head differs.
     model = tvd.ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None,
                                               num_classes=91 if pretrained else num_classes, **kwargs)

@@ -8,17 +8,14 @@ validation, ``visionml models``) stays cheap.
 
 from __future__ import annotations
 
-import difflib
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from ..errors import UsageError
-from ..tasks import DETECTION, MULTICLASS, MULTILABEL, SEGMENTATION, TASKS, canonical_task
-
-CLASSIFICATION = (MULTICLASS, MULTILABEL)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from ..data.dataconfig import IMAGENET_MEAN, IMAGENET_STD
+from ..errors import UsageError, did_you_mean
+from ..tasks import TASKS, get_task
+from .families import ModelFamily
 
 # Names that appear in Azure's examples but that no permissively licensed maintained library
 # provides: they fail with the closest supported model, never a silent substitute.
@@ -36,8 +33,7 @@ class ModelSpec:
     """What the rest of visionml needs to know about a model without building it."""
 
     name: str
-    tasks: tuple[str, ...]
-    family: str  # "classifier", "fasterrcnn", "maskrcnn", "retinanet", "ssdlite"
+    family: ModelFamily  # what the architecture family shares (models/families.py)
     source: str  # "torchvision" or "timm"
     builder: Callable  # (spec, task, num_classes, pretrained, hp, fetch) -> nn.Module
     input_size: int | None = None  # classification crop size the weights were trained at
@@ -47,10 +43,21 @@ class ModelSpec:
     description: str = ""
     mean: tuple[float, float, float] = IMAGENET_MEAN  # input normalisation (classifiers)
     std: tuple[float, float, float] = IMAGENET_STD
+    hp_defaults: dict = field(default_factory=dict)
+    """Azure's defaults for this model ({key: value}, or {task name: {key: value}} per task)."""
+    cpu_cost: tuple[float, int] | None = None
+    """(training seconds per image on a 2-core CPU in fp32, at this image side): measured on this model."""
 
     @property
-    def is_detector(self) -> bool:
-        return self.family != "classifier"
+    def tasks(self) -> tuple[str, ...]:
+        """The registered tasks this model can learn."""
+        return tuple(name for name, task in TASKS.items() if task.model_kind == self.family.kind)
+
+    def defaults_for(self, task) -> dict:
+        """This model's hyperparameter defaults for ``task``."""
+        task = get_task(task)
+        flat = {k: v for k, v in self.hp_defaults.items() if not isinstance(v, dict)}
+        return {**flat, **self.hp_defaults.get(task.name, {})}
 
     @property
     def parameters(self) -> int:
@@ -61,40 +68,23 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {}
 
 
-def register(name: str, tasks, family: str, source: str = "torchvision", **fields):
+def register(name: str, family: ModelFamily, source: str = "torchvision", **fields):
     """Decorator: register ``builder`` under ``name`` (the name users type)."""
 
     def wrap(builder):
         if name in MODELS:
             raise ValueError(f"model {name!r} registered twice")
-        MODELS[name] = ModelSpec(name=name, tasks=tuple(tasks), family=family, source=source,
-                                 builder=builder, **fields)
+        MODELS[name] = ModelSpec(name=name, family=family, source=source, builder=builder, **fields)
         return builder
 
     return wrap
 
 
-# The model each task uses when none is named: Azure's default where visionml has it
-# (Azure's detection default is yolov5, which is not available: see UNSUPPORTED).
-DEFAULT_MODEL = {
-    MULTICLASS: "seresnext",
-    MULTILABEL: "seresnext",
-    DETECTION: "fasterrcnn_resnet50_fpn",
-    SEGMENTATION: "maskrcnn_resnet50_fpn",
-}
-
-# The model the ``cpu`` preset trains from scratch on a CPU in minutes (config.PRESETS).
-CPU_DEFAULT_MODEL = {
-    MULTICLASS: "resnet18",
-    MULTILABEL: "resnet18",
-    DETECTION: "fasterrcnn_mobilenet_v3_large_fpn",
-    SEGMENTATION: "maskrcnn_resnet18_fpn",
-}
-
-
-def models_for(task: str) -> list[str]:
-    task = canonical_task(task)
-    return [name for name, spec in MODELS.items() if task in spec.tasks]
+def models_for(task) -> list[str]:
+    """The registry names that can learn ``task`` (any spelling or a Task)."""
+    _ensure_registered()
+    kind = get_task(task).model_kind
+    return [name for name, spec in MODELS.items() if spec.family.kind == kind]
 
 
 def get_spec(name: str, task: str | None = None) -> ModelSpec:
@@ -104,16 +94,15 @@ def get_spec(name: str, task: str | None = None) -> ModelSpec:
     if key in UNSUPPORTED:
         raise UsageError(UNSUPPORTED[key])
     if key not in MODELS:
-        close = difflib.get_close_matches(str(key), list(MODELS) + list(UNSUPPORTED), n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        hint = did_you_mean(key, list(MODELS) + list(UNSUPPORTED), cutoff=0.5)
         raise UsageError(f"unknown model_name {name!r}.{hint} Run `visionml models` to list them all.")
     spec = MODELS[key]
     if task is not None:
-        task = canonical_task(task)
-        if task not in spec.tasks:
+        task = get_task(task)
+        if spec.family.kind != task.model_kind:
             raise UsageError(
-                f"model_name {name!r} is for {' and '.join(spec.tasks)}, not {task}. "
-                f"Models for {task}: {', '.join(models_for(task))}."
+                f"model_name {name!r} is for {' and '.join(spec.tasks)}, not {task.name}. "
+                f"Models for {task.name}: {', '.join(models_for(task))}."
             )
     return spec
 
@@ -131,12 +120,12 @@ def build_model(name: str, task: str, num_classes: int, *, pretrained: bool, hp:
     detectors) without weights: how a saved model folder is rebuilt before its own weights load.
     The model remembers ``visionml_pretrained`` so that ``modelio`` can record the layout.
     """
-    task = canonical_task(task)
+    task = get_task(task)
     spec = get_spec(name, task)
     if num_classes < 1:
         raise UsageError(f"a model needs at least one class, got {num_classes}")
-    heads = num_classes + 1 if spec.is_detector else num_classes
-    model = spec.builder(spec, task, heads, bool(pretrained), dict(hp or {}), fetch_weights)
+    heads = spec.family.head_classes(num_classes)
+    model = spec.builder(spec, task, heads, bool(pretrained), hp if hp is not None else {}, fetch_weights)
     model.visionml_pretrained = bool(pretrained)
     return model
 
@@ -146,10 +135,14 @@ def parameter_count(name: str) -> int:
     """Count parameters by building the model on the meta device (no memory, no weights)."""
     import torch
 
+    from ..config import resolve_hyperparameters
+
     spec = get_spec(name)
-    reference_classes = 1000 if spec.family == "classifier" else 90
+    reference_classes = 1000 if spec.family.kind == "classifier" else 90
+    task = spec.tasks[0]
     with torch.device("meta"):
-        model = build_model(name, spec.tasks[0], reference_classes, pretrained=False, hp={})
+        model = build_model(name, task, reference_classes, pretrained=False,
+                            hp=resolve_hyperparameters(task, {"model_name": name}))
     return sum(p.numel() for p in model.parameters())
 
 
@@ -161,4 +154,5 @@ def _ensure_registered() -> None:
 def all_specs() -> list[ModelSpec]:
     _ensure_registered()
     order = {task: i for i, task in enumerate(TASKS)}
-    return sorted(MODELS.values(), key=lambda s: (order[s.tasks[0]], list(MODELS).index(s.name)))
+    return sorted(MODELS.values(), key=lambda s: (order.get(s.tasks[0], len(order)) if s.tasks else len(order),
+                                                  list(MODELS).index(s.name)))

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError, VisionMLError
-from ..tasks import is_classification
 
 ONNX_FILE = "model.onnx"
 
@@ -88,7 +87,7 @@ class OnnxBackend:
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def run(self, batch):
-        if is_classification(self.task):
+        if not isinstance(batch, (list, tuple)):  # a classifier's stacked tensor
             array = np.ascontiguousarray(_numpy(batch), dtype=np.float32)
             return self.session.run(self.output_names[:1], {self.input_name: array})[0]
         return [self._detect(image) for image in batch]

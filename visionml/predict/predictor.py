@@ -9,24 +9,22 @@ from __future__ import annotations
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..data.dataconfig import resolve_data_config
 from ..data.images import DEFAULT_MAX_PIXELS
 from ..decode import DecodeError, filename_of, read_header
 from ..errors import VisionMLError
-from ..tasks import SEGMENTATION, is_classification
-from . import postprocess
+from ..tasks import get_task
 from .backends import load_backend
 from .settings import resolve_settings
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class Predictor:
     """Load with ``Predictor.from_folder(dir)``; call ``predict(images)``.
 
-    Attributes: ``task``, ``labels`` (model order), ``settings`` (hyperparameters with the
-    inference settings and overrides applied), ``manifest``, ``model`` (the nn.Module, torch
-    backend only), ``backend`` (an object with ``run(batch)``), ``model_dir``.
+    Attributes: ``task`` (a ``visionml.tasks.Task``, equal to its name), ``labels`` (model order),
+    ``settings`` (the typed hyperparameters with the inference settings and overrides applied),
+    ``data_config`` (how an image becomes the network's input), ``manifest``, ``model`` (the
+    nn.Module, torch backend only), ``backend`` (an object with ``run(batch)``), ``model_dir``.
     """
 
     def __init__(self, backend, manifest: dict, model=None, overrides: dict | None = None,
@@ -35,17 +33,17 @@ class Predictor:
         self.manifest = manifest
         self.model = model
         self.model_dir = model_dir
-        self.task = manifest["task"]
+        self.task = get_task(manifest["task"])
         self.labels = list(manifest["labels"])
         self.settings = resolve_settings(manifest, overrides)
+        self.data_config = resolve_data_config(self.settings["model_name"], self.settings,
+                                               manifest.get("preprocessing"))
         self.max_pixels = max_pixels
         self.batch_size = int(self.settings["validation_batch_size"])
         self._score_floor: float | None = None  # set by scoring_down_to
-        self._size_rule = None  # (width, height) -> reason or None, made on first use
-        if is_classification(self.task):
-            self._transform = self._classification_transform()
-        elif model is not None:
-            apply_detector_settings(model, self.settings)
+        self._family = self._spec().family
+        if model is not None:
+            self._family.apply_settings(model, self.settings)
         if hasattr(backend, "check_settings"):  # e.g. ONNX: some settings are fixed in the graph
             backend.check_settings(self.settings)
 
@@ -59,21 +57,27 @@ class Predictor:
         runner, model, manifest = load_backend(backend, model_dir, device)
         return cls(runner, manifest, model=model, overrides=overrides, model_dir=model_dir)
 
+    def _spec(self):
+        from ..models.registry import get_spec
+
+        return get_spec(self.settings["model_name"], self.task)
+
     @contextmanager
     def scoring_down_to(self, threshold: float):
         """Inside the block detectors return boxes down to ``threshold`` (for AP, see
-        ``visionml.evaluate``) while ``settings["box_score_threshold"]`` keeps the deployment's
+        ``visionml.metrics.evaluate``) while ``settings["box_score_threshold"]`` keeps the deployment's
         value; the model's own threshold is back afterwards. A no-op for classifiers. For a predictor
         of its own (evaluate's): requests served by the same predictor meanwhile would see the floor."""
-        from ..models.detection import score_threshold_at_most
-
-        if is_classification(self.task):
+        if "box_score_threshold" not in self.settings:
             yield
             return
         self._score_floor = min(float(self.settings["box_score_threshold"]), float(threshold))
         try:
-            with score_threshold_at_most(self.model, self._score_floor):  # model None (ONNX): nothing to set
+            if self.model is None:  # ONNX: the graph keeps low scores, the floor applies after it
                 yield
+            else:
+                with self._family.score_floor(self.model, self._score_floor):
+                    yield
         finally:
             self._score_floor = None
 
@@ -81,40 +85,13 @@ class Predictor:
         """Why this model cannot take a ``width`` x ``height`` image (a detector would resize a
         100000x1 image to 0 pixels; a classifier would resize it to billions), or None when it
         can: checked from an image's header before it is decoded or batched with others."""
-        if self._size_rule is None:
-            from ..data.reader import size_rule
-
-            settings = self.settings  # its model_name tells ssdlite (any shape fits) from the others
-            transform = getattr(self.model, "transform", None)
-            if getattr(transform, "fixed_size", None) is None and hasattr(transform, "min_size"):
-                # the sizes the network really resizes to (the folder's, or those it was built with)
-                settings = {**settings, "min_size": transform.min_size[-1], "max_size": transform.max_size}
-            self._size_rule = size_rule(self.task, settings, self.max_pixels)
-        return self._size_rule(width, height)
-
-    # -- preprocessing ---------------------------------------------------------------------
-    def _classification_transform(self):
-        import torch
-        from torchvision.transforms import v2
-
-        pre = self.manifest.get("preprocessing") or {}
-        # The same steps, in the same order, as the trainer's evaluation transform.
-        return v2.Compose([
-            v2.ToImage(),
-            v2.Resize(int(self.settings["validation_resize_size"]), antialias=True),
-            v2.CenterCrop(int(self.settings["validation_crop_size"])),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(list(pre.get("mean", IMAGENET_MEAN)), list(pre.get("std", IMAGENET_STD))),
-        ])
+        return self.data_config.size_problem(width, height, self.max_pixels)
 
     def preprocess(self, pil):
         """One RGB PIL image as the network's input: classification the normalised validation crop
-        ``[3, crop, crop]``; detection the image as floats in [0, 1] (the detector resizes itself)."""
-        if is_classification(self.task):
-            return self._transform(pil)
-        from torchvision.transforms.v2.functional import pil_to_tensor
-
-        return pil_to_tensor(pil).float().div_(255)
+        ``[3, crop, crop]`` (exactly the validation transform of training); detection the image as
+        floats in [0, 1] (the detector resizes and normalises itself)."""
+        return self.task.preprocess(pil, self.data_config)
 
     # -- prediction ------------------------------------------------------------------------
     def raw_predict(self, pil_images, batch_size: int | None = None) -> list:
@@ -131,17 +108,12 @@ class Predictor:
     def _raw_batch(self, pils) -> list:
         if not pils:
             return []
-        inputs = [self.preprocess(p) for p in pils]
-        if is_classification(self.task):
-            import torch
-
-            logits = postprocess.check_finite(self.backend.run(torch.stack(inputs)), self.model_dir)
-            return postprocess.class_probabilities(logits, self.task)
-        with_masks = self.task == SEGMENTATION
-        settings = self.settings if self._score_floor is None else {**self.settings,
-                                                                   "box_score_threshold": self._score_floor}
-        return [postprocess.detections(postprocess.check_finite(o, self.model_dir), settings, with_masks)
-                for o in self.backend.run(inputs)]
+        outputs = self.backend.run(self.task.batch([self.preprocess(p) for p in pils]))
+        check_finite(outputs, self.model_dir)
+        settings = self.settings
+        if self._score_floor is not None:
+            settings = {**settings, "box_score_threshold": self._score_floor}
+        return self.task.postprocess(outputs, settings)
 
     def predict(self, images, xai=None, filenames=None) -> list[dict]:
         """Azure's output object for each image (a path, bytes, a base64 string or a PIL image).
@@ -166,41 +138,27 @@ class Predictor:
         return [self.to_output(r, p, n, x) for r, p, n, x in zip(raws, pils, names, xai_list)]
 
     def to_output(self, raw, pil, filename: str, xai_parameters: dict | None = None) -> dict:
-        """One wire object from ``raw_predict``'s result for ``pil``; explains classification when
-        ``xai_parameters`` is a dict (the request's ``model_explainability: true``)."""
-        if is_classification(self.task):
-            viz, attr = self._explain(pil, raw, xai_parameters) if xai_parameters is not None else (None, None)
-            return postprocess.classification_object(filename, raw, self.labels, viz, attr)
-        return postprocess.detection_object(filename, raw, self.labels, pil.width, pil.height,
-                                            self.settings.get("max_number_of_polygon_points"))
-
-    def _explain(self, pil, probs, params: dict):
-        try:
+        """One wire object from ``raw_predict``'s result for ``pil``; explains it when
+        ``xai_parameters`` is a dict (the request's ``model_explainability: true``) and the task
+        has explanations (classification: detection and segmentation return their scores only)."""
+        explanation = None
+        if xai_parameters is not None and self.task.explainable:
             from ..explain import explain
-        except ModuleNotFoundError as exc:
-            if exc.name != "visionml.explain":
-                raise
-            return None, None  # explainers not installed in this build: scores only
-        return explain(self, pil, probs, params)
+
+            explanation = explain(self, pil, raw, xai_parameters)
+        return self.task.wire(raw, pil.width, pil.height, filename, self.labels, self.settings, explanation)
 
 
-def apply_detector_settings(model, settings: dict) -> None:
-    """Push thresholds and sizes into a torchvision detector, wherever its family keeps them
-    (R-CNNs in ``roi_heads``; RetinaNet, FCOS and SSD on the model), so a deployment's
-    ``--set box_score_threshold=...`` takes effect without rebuilding the model."""
-    holders = [m for m in (model, getattr(model, "roi_heads", None)) if m is not None]
-    for holder in holders:
-        if hasattr(holder, "score_thresh"):
-            holder.score_thresh = float(settings["box_score_threshold"])
-        if hasattr(holder, "nms_thresh"):
-            holder.nms_thresh = float(settings["nms_iou_threshold"])
-        if hasattr(holder, "detections_per_img"):
-            holder.detections_per_img = int(settings["box_detections_per_image"])
-    transform = getattr(model, "transform", None)
-    # SSD resizes to a fixed size; the others take min_size/max_size when the folder names them
-    # (otherwise the model keeps the sizes it was built with).
-    if transform is not None and getattr(transform, "fixed_size", None) is None:
-        if settings.get("min_size") is not None:
-            transform.min_size = (int(settings["min_size"]),)
-        if settings.get("max_size") is not None:
-            transform.max_size = int(settings["max_size"])
+def check_finite(outputs, model_dir=None) -> None:
+    """A NaN or infinity in the network's output means damaged weights or a diverged training,
+    never an answer to send: a VisionMLError saying so. ``outputs``: logits, or detector dicts."""
+    import torch
+
+    items = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    values = [v for item in items for v in (item.values() if isinstance(item, dict) else [item])]
+    if all(bool(torch.isfinite(torch.as_tensor(v)).all()) for v in values):
+        return
+    where = f"{model_dir}: " if model_dir is not None else ""
+    raise VisionMLError(f"{where}the model's output is not finite (NaN or infinity): its weights are damaged "
+                        f"or its training diverged. Copy the model folder again, or retrain (e.g. with a "
+                        f"lower learning_rate)")

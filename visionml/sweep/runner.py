@@ -256,7 +256,7 @@ TRIAL_PRELOAD = [
     "torch", "torchvision.models", "torchvision.models.detection", "torchvision.transforms.v2",
     "sklearn.metrics", "matplotlib.figure", "matplotlib.backends.backend_agg", "faster_coco_eval",
     "visionml.train.core", "visionml.models.registry", "visionml.data.reader", "visionml.data.dataset",
-    "visionml.data.transforms", "visionml.evaluate", "visionml.metrics.classification",
+    "visionml.data.transforms", "visionml.metrics.evaluate", "visionml.metrics.classification",
     "visionml.metrics.detection", "visionml.metrics.plots", "visionml.modelio", "visionml.sweep.runner",
 ]
 

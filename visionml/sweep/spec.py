@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from ..errors import VisionMLError
-from ..tasks import PRIMARY_METRIC, canonical_task
+from ..tasks import get_task
 from .space import Distribution, parse_search_space
 
 # Keys Azure accepts that mean nothing on one machine: accepted and noted.
@@ -110,11 +110,11 @@ def parse_job(doc: dict, base: Path = Path("."), source: str = "job") -> JobSpec
         raise VisionMLError(f"{source}: type must be 'automl' (an AutoML image job), got {doc.get('type')!r}")
     if "task" not in doc:
         raise VisionMLError(f"{source}: 'task' is required (e.g. image_object_detection)")
-    task = canonical_task(str(doc["task"]))
-    metric = str(doc.get("primary_metric", PRIMARY_METRIC[task]))
-    if metric.lower() != PRIMARY_METRIC[task].lower():
+    task = get_task(str(doc["task"]))
+    metric = str(doc.get("primary_metric", task.primary_metric))
+    if metric.lower() != task.primary_metric.lower():
         raise VisionMLError(f"{source}: primary_metric {metric!r} is not supported for {task}; "
-                            f"Azure uses {PRIMARY_METRIC[task]!r}")
+                            f"Azure uses {task.primary_metric!r}")
     target = doc.get("target_column_name", "label")
     if target != "label":
         raise VisionMLError(f"{source}: target_column_name must be 'label' (the JSONL schema's key), got {target!r}")
@@ -137,7 +137,7 @@ def parse_job(doc: dict, base: Path = Path("."), source: str = "job") -> JobSpec
 
     spec = JobSpec(
         task=task,
-        primary_metric=PRIMARY_METRIC[task],
+        primary_metric=task.primary_metric,
         training_data=_data_path(doc["training_data"], base, f"{source}: training_data"),
         validation_data=(_data_path(doc["validation_data"], base, f"{source}: validation_data")
                          if doc.get("validation_data") else None),

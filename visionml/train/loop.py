@@ -1,6 +1,6 @@
 """The two plain functions of the training loop: ``train_one_epoch`` and ``evaluate``.
 
-Everything task-specific comes in through the ``TaskAdapter``; everything about the run
+Everything task-specific comes in through the task (``visionml.tasks``); everything about the run
 (checkpoints, best epoch, early stopping) lives in ``visionml.train.core``.
 """
 
@@ -115,7 +115,7 @@ def _check_finite(value: float, losses: dict, epoch: int, step: int) -> None:
         "--precision fp32; check the labels for degenerate boxes.")
 
 
-def train_one_epoch(model, loader, optimizer, scheduler, adapter, criterion, *, device, precision: Precision,
+def train_one_epoch(model, loader, optimizer, scheduler, task, criterion, *, device, precision: Precision,
                     epoch: int, accumulation: int = 1, progress: bool | str = False) -> dict:
     """One pass over ``loader``; returns the mean of each loss, the learning rate, images and seconds.
     ``progress``: "bar", "lines" or "off" (see ``progress_mode``; True/False are bar/off)."""
@@ -129,11 +129,11 @@ def train_one_epoch(model, loader, optimizer, scheduler, adapter, criterion, *, 
     lines = _ProgressLines(mode == "lines", f"epoch {epoch}", steps)
     optimizer.zero_grad(set_to_none=True)
     for step, (images, targets) in enumerate(bar):
-        images, targets = adapter.to_device(images, targets, device)
+        images, targets = task.to_device(images, targets, device)
         ends_step = (step + 1) % accumulation == 0 or step + 1 == steps
         with _no_sync(model, not ends_step):
             with precision.autocast():
-                losses = adapter.train_losses(model, images, targets, criterion)
+                losses = task.losses(model, images, targets, criterion)
                 loss = sum(losses.values())
             value = loss.item()
             _check_finite(value, losses, epoch, step)
@@ -165,23 +165,24 @@ def _optimizer_step(optimizer, scaler) -> None:
 
 
 @torch.inference_mode()
-def evaluate(model, loader, adapter, hp: dict, *, device, precision: Precision, progress: bool | str = False):
+def evaluate(model, loader, task, hp, *, device, precision: Precision, progress: bool | str = False):
     """Predict every validation batch; returns (ground-truth items, prediction items), in loader order."""
     from tqdm.auto import tqdm
 
-    from ..models.detection import score_threshold_at_most
+    from ..models.detection import AP_SCORE_FLOOR
+    from ..models.registry import get_spec
 
     model.eval()
     gts, preds = [], []
     mode = _mode(progress)
     lines = _ProgressLines(mode == "lines", "validate", len(loader))
     # Detectors: boxes down to a low score for AP; the metrics apply box_score_threshold to P/R.
-    with score_threshold_at_most(model):
+    with get_spec(hp["model_name"]).family.score_floor(model, AP_SCORE_FLOOR):
         for step, (images, targets) in enumerate(tqdm(loader, desc="validate", leave=False,
                                                       disable=mode != "bar", dynamic_ncols=True)):
-            images, targets = adapter.to_device(images, targets, device)
+            images, targets = task.to_device(images, targets, device)
             with precision.autocast():
-                batch_gt, batch_pred = adapter.eval_batch(model, images, targets, hp)
+                batch_gt, batch_pred = task.eval_batch(model, images, targets, hp)
             gts.extend(batch_gt)
             preds.extend(batch_pred)
             lines.update(step + 1, len(gts))

@@ -16,15 +16,15 @@ from ..errors import UsageError
 def build_optimizer(params, hp: dict) -> torch.optim.Optimizer:
     """``optimizer`` sgd (``momentum``, ``nesterov``) or adam/adamw (``beta1``, ``beta2``,
     ``ams_gradient``), with ``learning_rate`` and ``weight_decay``."""
-    name = hp.get("optimizer", "sgd")
-    lr, wd = float(hp["learning_rate"]), float(hp.get("weight_decay", 0.0))
+    name = hp["optimizer"]
+    lr, wd = float(hp["learning_rate"]), float(hp["weight_decay"])
     params = [p for p in params if p.requires_grad]
     if name == "sgd":
-        momentum = float(hp.get("momentum", 0.9))
-        nesterov = bool(hp.get("nesterov", True)) and momentum > 0
+        momentum = float(hp["momentum"])
+        nesterov = bool(hp["nesterov"]) and momentum > 0
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=wd, nesterov=nesterov)
-    betas = (float(hp.get("beta1", 0.9)), float(hp.get("beta2", 0.999)))
-    amsgrad = bool(hp.get("ams_gradient", False))
+    betas = (float(hp["beta1"]), float(hp["beta2"]))
+    amsgrad = bool(hp["ams_gradient"])
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=wd, amsgrad=amsgrad)
     if name == "adamw":
@@ -51,13 +51,13 @@ def step_decay(step_size_steps: int, gamma: float):
 
 def build_scheduler(optimizer, hp: dict, steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
     """The ``learning_rate_scheduler`` of ``hp``, stepping per optimizer step."""
-    name = hp.get("learning_rate_scheduler", "warmup_cosine")
+    name = hp["learning_rate_scheduler"]
     epochs = int(hp["number_of_epochs"])
     if name == "warmup_cosine":
-        warmup = round(float(hp.get("warmup_cosine_lr_warmup_epochs", 2)) * steps_per_epoch)
-        factor = warmup_cosine(warmup, epochs * steps_per_epoch, float(hp.get("warmup_cosine_lr_cycles", 0.45)))
+        warmup = round(float(hp["warmup_cosine_lr_warmup_epochs"]) * steps_per_epoch)
+        factor = warmup_cosine(warmup, epochs * steps_per_epoch, float(hp["warmup_cosine_lr_cycles"]))
     elif name == "step":
-        factor = step_decay(int(hp.get("step_lr_step_size", 5)) * steps_per_epoch, float(hp.get("step_lr_gamma", 0.5)))
+        factor = step_decay(int(hp["step_lr_step_size"]) * steps_per_epoch, float(hp["step_lr_gamma"]))
     elif name in (None, "none"):
         factor = lambda step: 1.0  # noqa: E731
     else:

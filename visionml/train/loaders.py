@@ -1,0 +1,103 @@
+"""The run's data: every line of both files read and checked before any work, the seeded
+train/validation split, and the DataLoaders (with their transforms from the model's data config)."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import torch
+
+from . import distributed
+from .options import TrainOptions
+from .settings import Settings
+
+# Decoded images are kept in memory when the whole set is smaller than this (RGB bytes).
+CACHE_LIMIT_BYTES = 512 * 2**20
+
+
+def load_data(settings: Settings):
+    """Read and check every line of both files; returns (train, validation, problems, labels)."""
+    from ..data.dataset import split_train_val
+    from ..data.reader import read_dataset
+    from ..data.resolve import parse_datastores
+
+    run = settings.run
+    datastores = parse_datastores(run.get("datastores") or [])
+    skip = bool(run["skip_invalid"])
+    # An image the model cannot take (a shape that resizes to nothing) is a problem of its line too.
+    train = read_dataset(run["training_data"], settings.task, datastores=datastores, skip_invalid=skip,
+                         model_settings=settings.hp)
+    val = (read_dataset(run["validation_data"], settings.task, datastores=datastores, skip_invalid=skip,
+                        model_settings=settings.hp)
+           if run.get("validation_data") else None)
+    problems = train.problems + (val.problems if val else [])
+    labels = settings.labels or sorted(set(train.labels) | set(val.labels if val else []))
+    if val is not None:
+        return train.records, val.records, problems, labels
+    train_records, val_records = split_train_val(train.records, settings.hp["validation_data_size"], run["seed"],
+                                                 settings.task)
+    return train_records, val_records, problems, labels
+
+
+def _dataset(settings: Settings, records, train: bool, workers: int):
+    from ..data.dataconfig import resolve_data_config
+    from ..data.dataset import VisionDataset
+
+    # Decoded images stay in memory only in-process: loader workers are restarted every epoch.
+    pixels = sum((r.width or 0) * (r.height or 0) * 3 for r in records)
+    config = resolve_data_config(settings.model_name, settings.hp)
+    return VisionDataset(records, settings.task, settings.labels, settings.task.transforms(config, train),
+                         cache_images=workers == 0 and pixels < CACHE_LIMIT_BYTES,
+                         skip_invalid=bool(settings.run["skip_invalid"]))
+
+
+def workers(options: TrainOptions, hp) -> int:
+    for chosen in (options.workers, hp["number_of_workers"]):
+        if chosen is not None:
+            return int(chosen)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    # On a small CPU a loader process steals cores from the model; decoding in-line is faster.
+    return 0 if cpus <= 2 else min(8, cpus // 2)
+
+
+def _loader_kwargs(settings: Settings, count: int, device: torch.device) -> dict:
+    # Workers are not persistent: each epoch seeds new ones from the global generator, which the
+    # checkpoint restores, so a resumed run augments exactly as an uninterrupted one.
+    return {"collate_fn": settings.task.collate, "num_workers": count, "pin_memory": device.type == "cuda",
+            "worker_init_fn": _seed_worker if count else None}
+
+
+def _seed_worker(worker_id: int) -> None:
+    # torch seeds each worker (and ``random``) from the loader's seed; numpy needs the same.
+    np.random.seed(torch.initial_seed() % 2**32)
+
+
+def train_loader(settings: Settings, records, options, info, device):
+    from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+
+    count = workers(options, settings.hp)
+    dataset = _dataset(settings, records, True, count)
+    batch = int(settings.hp["training_batch_size"])
+    if info.enabled:
+        sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True,
+                                     seed=settings.run["seed"])
+        per_rank = math.ceil(len(dataset) / info.world_size)
+    else:
+        sampler, per_rank = RandomSampler(dataset), len(dataset)
+    # A last batch of one image breaks BatchNorm in training mode: drop it.
+    drop_last = per_rank > batch and per_rank % batch == 1
+    return DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=drop_last,
+                      **_loader_kwargs(settings, count, device))
+
+
+def val_loader(settings: Settings, records, options, info, device):
+    from torch.utils.data import DataLoader, Subset
+
+    count = workers(options, settings.hp)
+    dataset = _dataset(settings, records, False, count)
+    if info.enabled:
+        dataset = Subset(dataset, distributed.shard_indices(info, len(dataset)))
+    return DataLoader(dataset, batch_size=int(settings.hp["validation_batch_size"]), shuffle=False,
+                      **_loader_kwargs(settings, count, device))
