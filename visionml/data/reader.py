@@ -16,8 +16,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import chain
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 from pathlib import Path
 from sys import intern
 
@@ -124,7 +123,7 @@ def load_dataset(path, task: str | None = None, *, datastores: dict[str, str] | 
         fits = size_rule(final_task, model_settings, max_pixels) if model_settings is not None else None
         records = _check_images(records, max_pixels, problems, fits)
     sort_problems(problems, sources)
-    counts = class_counts(records)
+    counts = get_task(final_task).class_counts(records) if final_task is not None else Counter()
     return LoadedData(records=records, task=final_task.name if final_task else None, labels=sorted(counts),
                       problems=problems,
                       sources=list(sources), task_inferred=inferred, class_counts=dict(counts))
@@ -134,16 +133,6 @@ def sort_problems(problems: list[Problem], sources: list[str]) -> None:
     """In file order, then line order (a line's own problems keep their order)."""
     order = {source: i for i, source in enumerate(sources)}
     problems.sort(key=lambda p: (order.get(p.source, 0), p.line))
-
-
-def class_counts(records: list[ImageRecord]) -> Counter:
-    """Objects per class (detection, segmentation) or images per class (classification).
-    map/chain keep the walk over millions of objects in C."""
-    counts = Counter(map(attrgetter("label"), chain.from_iterable(map(attrgetter("objects"), records))))
-    labels = [label for label in map(attrgetter("label"), records) if label]
-    counts.update(label for label in labels if type(label) is str)
-    counts.update(chain.from_iterable(label for label in labels if type(label) is not str))
-    return counts
 
 
 # ---------------------------------------------------------------------------------------------

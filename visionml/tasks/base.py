@@ -10,6 +10,8 @@ masks. A new task subclasses the closest one (or ``Task``), sets the class attri
 
 from __future__ import annotations
 
+from collections import Counter
+from itertools import chain
 from typing import ClassVar
 
 # The shapes a JSONL ``label`` can have, as the reader classifies each line.
@@ -81,6 +83,10 @@ class Task(str):
     def class_names(self, record) -> list[str]:
         """The class names a record carries (one per object, or the image's classes)."""
         raise NotImplementedError
+
+    def class_counts(self, records) -> Counter:
+        """How often each class occurs in ``records`` (images or objects, as ``class_names`` counts)."""
+        return Counter(chain.from_iterable(map(self.class_names, records)))
 
     def stratum(self, record):
         """What a seeded train/validation split keeps balanced for this record (None: a plain split)."""

@@ -6,6 +6,9 @@ a softmax), another loss (BCE instead of cross-entropy), multi-hot targets and i
 
 from __future__ import annotations
 
+from collections import Counter
+from operator import attrgetter
+
 import numpy as np
 
 from .base import CLASS, CLASSES, EMPTY, Task
@@ -46,6 +49,9 @@ class ClassificationTask(Task):
     def class_names(self, record) -> list[str]:
         return [record.label]
 
+    def class_counts(self, records) -> Counter:
+        return Counter(map(attrgetter("label"), records))
+
     def stratum(self, record):
         return record.label
 
@@ -76,7 +82,7 @@ class ClassificationTask(Task):
     def criterion(self, hp, labels, records):
         from torch import nn
 
-        counts = np.maximum(class_counts(records, labels, self), 1.0)
+        counts = np.maximum(_class_frequencies(records, labels, self), 1.0)
         # Inverse frequency, scaled so a balanced set gets weight 1 for every class.
         inverse = counts.sum() / (len(labels) * counts)
         return nn.CrossEntropyLoss(weight=_weighting(inverse, int(hp["weighted_loss"])))
@@ -178,6 +184,8 @@ class MultilabelTask(ClassificationTask):
     def class_names(self, record) -> list[str]:
         return list(record.label or [])
 
+    class_counts = Task.class_counts  # every class of every image
+
     def stratum(self, record):
         return None
 
@@ -194,7 +202,7 @@ class MultilabelTask(ClassificationTask):
     def criterion(self, hp, labels, records):
         from torch import nn
 
-        positives = np.maximum(class_counts(records, labels, self), 1.0)
+        positives = np.maximum(_class_frequencies(records, labels, self), 1.0)
         negatives = np.maximum(len(records) - positives, 1.0)
         # For independent sigmoids the class weight is the negative:positive ratio (BCE's pos_weight).
         return nn.BCEWithLogitsLoss(pos_weight=_weighting(negatives / positives, int(hp["weighted_loss"])))
@@ -227,7 +235,7 @@ class MultilabelTask(ClassificationTask):
 
 # ---- class weights (Azure's weighted_loss: 1 = sqrt of the class weights, 2 = the weights) ----
 
-def class_counts(records, labels: list[str], task: Task) -> np.ndarray:
+def _class_frequencies(records, labels: list[str], task: Task) -> np.ndarray:
     """Images per class (a multi-label image counts once for each of its classes)."""
     index = {name: i for i, name in enumerate(labels)}
     counts = np.zeros(len(labels), dtype=np.float64)
