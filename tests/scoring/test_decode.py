@@ -8,7 +8,7 @@ import json
 import pytest
 from PIL import Image
 
-from visionml.decode import DecodeError, b64decode, decode_image, filename_of, parse_score_item
+from visionml.predict.decode import DecodeError, b64decode, decode_image, filename_of, parse_score_item
 
 from .conftest import image_bytes
 

@@ -170,7 +170,7 @@ def test_a_small_body_of_huge_images_is_refused_without_decoding_them(model_dirs
 
 
 def test_the_default_pixel_cap_is_an_eighth_of_memory(monkeypatch):
-    from visionml import serve
+    from visionml.serve import batching as serve
 
     monkeypatch.setattr(serve, "machine_memory_bytes", lambda: 16 * 2**30)
     assert serve.default_max_request_pixels(DETECTION) == 2 * 2**30 // 48  # 44.7 megapixels

@@ -14,7 +14,7 @@ from PIL import Image
 
 import visionml
 from visionml.cli import main
-from visionml.decode import DecodeError
+from visionml.predict.decode import DecodeError
 from visionml.tasks import DETECTION, MULTICLASS
 
 from .conftest import image_bytes

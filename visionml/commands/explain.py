@@ -49,7 +49,7 @@ def run(args) -> int:
     import sys
     from pathlib import Path
 
-    from ..decode import decode_image
+    from ..predict.decode import decode_image
     from ..errors import VisionMLError
     from ..explain import explain_arrays, parse_xai_parameters
     from ..explain.files import named_for_class, write_atomic, write_npy_atomic

@@ -37,7 +37,7 @@ class VisionMLPyfunc(mlflow.pyfunc.PythonModel):
         try:
             objects = self.predictor.predict(images, xai=xai)
         except Exception as exc:  # a bad image: MLflow answers 400 with the message
-            from visionml.decode import DecodeError
+            from visionml.predict.decode import DecodeError
 
             if not isinstance(exc, DecodeError):
                 raise
@@ -46,10 +46,10 @@ class VisionMLPyfunc(mlflow.pyfunc.PythonModel):
 
 
 def _items(model_input) -> list:
-    """The request's rows as ``visionml.decode.ScoreItem``s (the REST endpoint's own parser)."""
+    """The request's rows as ``visionml.predict.decode.ScoreItem``s (the REST endpoint's own parser)."""
     import pandas as pd
 
-    from visionml.decode import DecodeError, parse_score_item
+    from visionml.predict.decode import DecodeError, parse_score_item
 
     if isinstance(model_input, pd.DataFrame):
         if IMAGE_COLUMN not in model_input.columns:

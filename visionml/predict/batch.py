@@ -15,9 +15,9 @@ from pathlib import Path
 
 import orjson
 
-from ..decode import DecodeError, read_header
 from ..errors import VisionMLError
 from ..fileio import atomic_path
+from .decode import DecodeError, read_header
 
 from ..data.images import IMAGE_EXTENSIONS  # one list with validate's (gif and webp too)
 JSONL_EXTENSIONS = {".jsonl", ".json"}

@@ -11,10 +11,10 @@ from pathlib import Path
 
 from ..data.dataconfig import resolve_data_config
 from ..data.images import DEFAULT_MAX_PIXELS
-from ..decode import DecodeError, filename_of, read_header
 from ..errors import VisionMLError
 from ..tasks import get_task
 from .backends import load_backend
+from .decode import DecodeError, filename_of, read_header
 from .settings import resolve_settings
 
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 from PIL import Image, UnidentifiedImageError
 
-from .data.images import DEFAULT_MAX_PIXELS, load_rgb
-from .errors import VisionMLError
+from ..data.images import DEFAULT_MAX_PIXELS, load_rgb
+from ..errors import VisionMLError
 
 # Paths longer than this are never probed on disk: a long string is base64, not a file name.
 _MAX_PATH_CHARS = 4096
