@@ -17,7 +17,7 @@ import platform
 from pathlib import Path
 
 from .errors import UsageError, VisionMLError
-from .fileio import atomic_path, write_error
+from .fileio import atomic_path, json_bytes, write_error
 from .tasks import TASKS, get_task
 
 FORMAT_VERSION = 1
@@ -77,12 +77,12 @@ def save_model_folder(folder, model, manifest: dict) -> Path:
     data = save(state, metadata={"format": "pt"})
     del state
     manifest = {**manifest, "sha256": {WEIGHTS: hashlib.sha256(data).hexdigest()}}
-    text = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
+    manifest_bytes = json_bytes(manifest)
     # Both files are complete under temporary names before either is renamed (weights first), so a
     # failed write leaves the previous pair as it was.
     with atomic_path(folder / MANIFEST) as manifest_tmp, atomic_path(folder / WEIGHTS) as weights_tmp:
         Path(weights_tmp).write_bytes(data)
-        Path(manifest_tmp).write_text(text, encoding="utf-8")
+        Path(manifest_tmp).write_bytes(manifest_bytes)
     return folder
 
 

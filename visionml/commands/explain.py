@@ -49,11 +49,12 @@ def run(args) -> int:
     import sys
     from pathlib import Path
 
-    from ..predict.decode import decode_image
     from ..errors import VisionMLError
     from ..explain import explain_arrays, parse_xai_parameters
-    from ..explain.files import named_for_class, write_atomic, write_npy_atomic
+    from ..explain.files import named_for_class, npy_bytes
+    from ..fileio import write_bytes_atomic
     from ..predict import Predictor
+    from ..predict.decode import decode_image
 
     raw = _xai_parameters(args)
     params = parse_xai_parameters(raw)  # bad values fail before the model loads
@@ -79,13 +80,13 @@ def run(args) -> int:
         line = f"{e.label}\t{e.probability:.4f}"
         if output is not None:
             path = named_for_class(output, e.label) if several else Path(output)
-            write_atomic(path, e.png)
+            write_bytes_atomic(path, e.png)
             line += f"\t{path}"
         print(line)
     if args.attributions is not None:
         import numpy as np
 
         stacked = np.stack([e.attribution for e in explanations])
-        write_npy_atomic(args.attributions, np.asarray(predictor.task.pack_explanations(list(stacked))))
+        write_bytes_atomic(args.attributions, npy_bytes(predictor.task.pack_explanations(list(stacked))))
         print(f"attributions\t{args.attributions}\t{'/'.join(e.label for e in explanations)}")
     return 0

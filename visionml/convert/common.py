@@ -10,8 +10,6 @@ found. Writers take a ``Converted`` and never see the source format.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,9 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from .. import geometry
-from ..fileio import atomic_path
+from ..data.images import IMAGE_EXTENSIONS, open_image_file
 from ..data.records import ImageRecord, ObjectLabel
 from ..errors import UsageError
+from ..fileio import atomic_folder, atomic_path
 from ..tasks import TASKS, get_task, task_for_shape
 
 # Coordinates are written with 6 decimals: 1e-6 of a 100,000 px side is 0.1 px, well inside the
@@ -35,7 +34,8 @@ OUTSIDE_TOLERANCE_PX = 1.0
 # Azure's default max_number_of_polygon_points: the budget for polygons traced from masks and RLE.
 DEFAULT_MAX_POLYGON_POINTS = 100
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".jpe", ".jfif", ".bmp", ".tif", ".tiff", ".webp")
+# The file endings taken as images: validate's and predict's list (visionml.data.images), in a fixed order.
+IMAGE_SUFFIXES = tuple(sorted(IMAGE_EXTENSIONS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,16 +81,24 @@ class ImageInfo:
 
 def image_info(path: str | os.PathLike) -> ImageInfo:
     """Size as visionml will see the image (EXIF orientation applied, like ``images.load_rgb``) and
-    the format for ``image_details``, read from the header only. Raises ``ValueError``."""
-    from PIL import Image
+    the format for ``image_details``, read from the header only. Raises ``ValueError``; a named
+    pipe or device is refused before it is opened (reading one would block for ever)."""
+    from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
-            width, height = img.size
-            orientation = img.getexif().get(0x0112, 1)
-            fmt = (img.format or "").lower()
-    except (OSError, SyntaxError) as exc:
-        raise ValueError(f"not a readable image ({exc})") from exc
+        handle = open_image_file(path)
+    except ValueError as exc:  # not found, a folder, a named pipe or device, no permission
+        raise ValueError(str(exc).removesuffix(f": {path}")) from None
+    with handle as fp:
+        try:
+            with Image.open(fp) as img:
+                width, height = img.size
+                orientation = img.getexif().get(0x0112, 1)
+                fmt = (img.format or "").lower()
+        except UnidentifiedImageError:
+            raise ValueError("not a readable image (Pillow cannot identify its format)") from None
+        except (OSError, SyntaxError) as exc:
+            raise ValueError(f"not a readable image ({exc})") from exc
     if orientation in (5, 6, 7, 8):  # rotated by 90 degrees: load_rgb swaps the sides
         width, height = height, width
     suffix = Path(path).suffix.lower().lstrip(".")
@@ -239,27 +247,15 @@ def atomic_file(out: Path, force: bool):
 def atomic_dir(out: Path, force: bool):
     """Like :func:`atomic_file` for an output folder (built beside ``out``, then renamed)."""
     check_not_exists(out, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with atomic_folder(out) as tmp:
         yield tmp
-        old = None
-        if out.exists() or out.is_symlink():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
 
 
 def open_image(path: Path, problems: Problems, source, where,
                annotated: tuple[int, int] | None = None) -> ImageInfo | None:
     """Check that the image exists and is readable and, when the annotation states a size, that it
     matches; record a problem and return ``None`` otherwise."""
-    if not path.is_file():
+    if not path.exists():
         problems.add(source, where, f"image file {path} not found")
         return None
     try:

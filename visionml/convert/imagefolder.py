@@ -23,8 +23,9 @@ def read_imagefolder(src, *, task: str | None = None) -> Converted:
         raise VisionMLError(f"{src}: no class sub-folders (expected SRC/<class>/<image>)")
     problems, records, notes = Problems(), [], []
     for folder in classes:
+        # Anything named as an image but a folder is checked, so a named pipe or a device is reported.
         images = sorted(p for p in folder.rglob("*")
-                        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+                        if not p.is_dir() and p.suffix.lower() in IMAGE_SUFFIXES)
         if not images:
             notes.append(f"class folder {folder} has no images")
         for image in images:

@@ -20,12 +20,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from ..errors import UsageError
+from ..errors import UsageError, VisionMLError
+from ..fileio import atomic_path
 
 DATASTORES_ENV = "VISIONML_DATASTORES"
 CACHE_ENV = "VISIONML_CACHE_DIR"
@@ -152,21 +152,19 @@ def fetch(url: str, cache_dir=None, *, timeout: float = DEFAULT_TIMEOUT,
     """Download ``url`` once into the cache and return the cached file.
 
     The file is written under a temporary name and renamed when complete, so an interrupted or
-    refused download never leaves a partial image that a later run would trust. Raises
-    ``ValueError`` (HTTP error, timeout, over ``max_bytes``).
+    refused download never leaves a partial image that a later run would trust; the file is
+    created with the user's umask, like any other file visionml writes. Raises ``ValueError``
+    (HTTP error, timeout, over ``max_bytes``, or the cache cannot be written: the message names
+    the file and what to do), which the callers report per image.
     """
     target = cache_path(url, cache_dir)
     if target.is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".part-")
     try:
-        with os.fdopen(fd, "wb") as out:
+        with atomic_path(target) as tmp, open(tmp, "wb") as out:
             _download(url, out, timeout, max_bytes)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    except VisionMLError as exc:  # the cache folder cannot be written (disk full, permissions)
+        raise ValueError(f"{exc} (the download cache; set ${CACHE_ENV} to move it)") from None
     return target
 
 

@@ -1,5 +1,4 @@
-"""Writing explanation files atomically: a temporary file in the target folder, then a rename,
-so an interrupted run never leaves a half-written PNG or .npy under the final name."""
+"""What explanation files hold and are named (``visionml.fileio`` writes them atomically)."""
 
 from __future__ import annotations
 
@@ -9,17 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fileio import write_bytes_atomic
 
-
-def write_atomic(path, data: bytes) -> Path:
-    return write_bytes_atomic(path, data)
-
-
-def write_npy_atomic(path, array: np.ndarray) -> Path:
+def npy_bytes(array: np.ndarray) -> bytes:
+    """``array`` as a float32 ``.npy`` file."""
     buffer = io.BytesIO()
     np.save(buffer, np.ascontiguousarray(array, dtype=np.float32))
-    return write_atomic(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
 def named_for_class(path, label: str) -> Path:

@@ -47,7 +47,7 @@ def export_mlflow(model_dir, out_dir, overrides: dict | None = None) -> Path:
     mlflow = require_mlflow()
     from ..modelio import WEIGHTS, read_manifest
     from ..predict.settings import resolve_settings
-    from .files import publish, staging_folder
+    from ..fileio import replace_folder, staging_folder
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     manifest = read_manifest(model_dir)
@@ -64,9 +64,7 @@ def export_mlflow(model_dir, out_dir, overrides: dict | None = None) -> Path:
             # MLflow suggests type hints and an input example; the explicit signature covers both.
             warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\.")
             _save(mlflow, tmp, entry, model_dir, overrides, manifest)
-        if out_dir.exists():  # a previous MLflow export: replace it whole, no stale files left
-            shutil.rmtree(out_dir)
-        publish(tmp / "model", out_dir)
+        replace_folder(tmp / "model", out_dir)  # a previous MLflow export is replaced whole: no stale files
     return out_dir
 
 

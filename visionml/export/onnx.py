@@ -25,7 +25,6 @@ kept, with none kept, and as exported), then moved into place.
 from __future__ import annotations
 
 import contextlib
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +48,7 @@ def export_onnx(model_dir, out_dir, overrides: dict | None = None) -> Path:
     ``{"nms_iou_threshold": "0.6"}`` or ``{"validation_crop_size": "256"}``."""
     from ..modelio import load_model_folder
     from ..predict.settings import resolve_settings
-    from .files import publish, staging_folder
+    from ..fileio import publish_folder, staging_folder, write_json
 
     from ..models.registry import get_spec
 
@@ -63,10 +62,9 @@ def export_onnx(model_dir, out_dir, overrides: dict | None = None) -> Path:
     with staging_folder(out_dir) as tmp:
         info, example = export(model, settings, family, tmp / ONNX_FILE)
         verify(tmp / ONNX_FILE, model, example, check)
-        (tmp / LABELS_FILE).write_text(json.dumps(manifest["labels"], indent=2) + "\n", encoding="utf-8")
-        exported = exported_manifest(manifest, settings, info)
-        (tmp / MANIFEST).write_text(json.dumps(exported, indent=2) + "\n", encoding="utf-8")
-        publish(tmp, out_dir)
+        write_json(tmp / LABELS_FILE, manifest["labels"])
+        write_json(tmp / MANIFEST, exported_manifest(manifest, settings, info))
+        publish_folder(tmp, out_dir, last=(MANIFEST,))
     return out_dir
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import fileio
 from ..errors import UsageError, VisionMLError
 from ..fileio import write_bytes_atomic, write_error
 
@@ -50,23 +51,9 @@ def create(run_dir: Path) -> None:
             raise write_error(folder, exc) from None
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder and rename it: a crash never leaves half a file."""
-    write_bytes_atomic(path, data, fsync=True)
-
-
 def write_json(path: Path, obj) -> None:
-    write_atomic(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
-
-
-def _json_default(value):
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+    """A run file (config.json, metrics.json) on disk before training goes on."""
+    fileio.write_json(path, obj, fsync=True)
 
 
 def read_json(path: Path):
@@ -88,7 +75,7 @@ def save_checkpoint(path: Path, state: dict, copies=()) -> None:
     buffer = io.BytesIO()
     torch.save(state, buffer)
     for target in (path, *copies):
-        write_atomic(target, buffer.getvalue())
+        write_bytes_atomic(target, buffer.getvalue(), fsync=True)
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -133,7 +120,7 @@ def write_history(path: Path, rows: list[dict]) -> None:
     writer.writeheader()
     for row in rows:
         writer.writerow({k: _csv_value(row.get(k)) for k in columns})
-    write_atomic(path, out.getvalue().encode())
+    write_bytes_atomic(path, out.getvalue().encode(), fsync=True)
 
 
 def _csv_value(value):
@@ -171,6 +158,6 @@ def save_curves(rows: list[dict], plots_dir: Path, primary: str) -> list[Path]:
         fig.tight_layout()
         png = io.BytesIO()
         fig.savefig(png, format="png")
-        write_atomic(plots_dir / name, png.getvalue())
+        write_bytes_atomic(plots_dir / name, png.getvalue(), fsync=True)
         written.append(plots_dir / name)
     return written
