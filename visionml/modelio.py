@@ -147,9 +147,11 @@ def file_sha256(path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def check_sha256(folder, manifest: dict, name: str) -> None:
+def check_sha256(folder, manifest: dict, name: str,
+                 remedy: str = "Copy the model folder again from where it was trained, or retrain") -> None:
     """Refuse ``folder/name`` when the manifest records a SHA-256 for it that its bytes do not
-    have. A manifest without one (written before visionml recorded hashes) is trusted as before."""
+    have (the message ends with ``remedy``). A manifest without one (written before visionml
+    recorded hashes) is trusted as before."""
     expected = (manifest.get("sha256") or {}).get(name)
     if expected is None:
         return
@@ -161,7 +163,7 @@ def check_sha256(folder, manifest: dict, name: str) -> None:
     if actual != expected:
         raise VisionMLError(f"{path}: the file is damaged: its SHA-256 is {actual[:12]}..., but "
                             f"{Path(folder) / MANIFEST} records {expected[:12]}... for it (a partial copy or "
-                            f"a failing disk). Copy the model folder again from where it was trained, or retrain")
+                            f"a failing disk). {remedy}")
 
 
 def _check_manifest(manifest, path: Path) -> None:

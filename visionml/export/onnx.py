@@ -63,7 +63,7 @@ def export_onnx(model_dir, out_dir, overrides: dict | None = None) -> Path:
         info, example = export(model, settings, family, tmp / ONNX_FILE)
         verify(tmp / ONNX_FILE, model, example, check)
         write_json(tmp / LABELS_FILE, manifest["labels"])
-        write_json(tmp / MANIFEST, exported_manifest(manifest, settings, info))
+        write_json(tmp / MANIFEST, exported_manifest(manifest, settings, info, tmp / ONNX_FILE))
         publish_folder(tmp, out_dir, last=(MANIFEST,))
     return out_dir
 
@@ -450,12 +450,15 @@ def _compare(path: Path, name: str, expected, got, tolerance: float) -> None:
                             f"{expected.shape}, max difference {diff:.2e}); please report it with the model_name")
 
 
-def exported_manifest(manifest: dict, settings: dict, info: dict) -> dict:
-    """The source manifest with the settings the export used and an ``onnx`` block describing
-    the graph (inputs, outputs, what is fixed, the versions that wrote it)."""
+def exported_manifest(manifest: dict, settings: dict, info: dict, onnx_path: Path) -> dict:
+    """The source manifest with the settings the export used, an ``onnx`` block describing the
+    graph (inputs, outputs, what is fixed, the versions that wrote it) and the SHA-256 of the
+    graph at ``onnx_path`` (checked when the onnx backend loads it)."""
     import onnx
     import onnxruntime
     import torch
+
+    from ..modelio import file_sha256
 
     out = {k: v for k, v in manifest.items() if k != "onnx"}
     from ..data.dataconfig import resolve_data_config
@@ -470,6 +473,7 @@ def exported_manifest(manifest: dict, settings: dict, info: dict) -> dict:
     out["onnx"] = {"file": ONNX_FILE, "opset": OPSET, **info,
                    "exported_with": {"torch": torch.__version__, "onnx": onnx.__version__,
                                      "onnxruntime": onnxruntime.__version__}}
+    out["sha256"] = {ONNX_FILE: file_sha256(onnx_path)}  # not the source's weights, which are not here
     return out
 
 

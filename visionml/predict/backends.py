@@ -60,10 +60,8 @@ def resolve_device(name: str, backend: str = "torch") -> str:
 
 def _cuda_available(backend: str) -> bool:
     if backend == "onnx":
-        try:
-            import onnxruntime
-        except ImportError:
-            return False
+        import onnxruntime
+
         return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
     import torch
 
@@ -89,14 +87,11 @@ def _load_onnx(model_dir: Path, device: str):
         raise VisionMLError(f"{onnx_file}: not found. The onnx backend runs an exported model: "
                             f"run `visionml export --model {model_dir} --format onnx -o OUT` and "
                             f"pass --model OUT, or use --backend torch.")
-    try:
-        from .onnx_backend import OnnxBackend
-    except ModuleNotFoundError as exc:
-        if exc.name != "visionml.predict.onnx_backend":
-            raise
-        raise VisionMLError("the onnx backend is not available in this version of visionml; "
-                            "use --backend torch") from None
-    from ..modelio import read_manifest
+    from ..modelio import check_sha256, read_manifest
+    from .onnx_backend import ONNX_FILE, OnnxBackend
 
     manifest = read_manifest(model_dir)
+    # Damaged bytes may still parse as a graph, and answer wrongly rather than fail.
+    check_sha256(model_dir, manifest, ONNX_FILE, remedy=f"Copy the exported folder again, or export it again "
+                 f"(visionml export --model RUN/model --format onnx -o {model_dir})")
     return OnnxBackend(model_dir, manifest, device), None, manifest
