@@ -6,8 +6,10 @@ import sys
 from pathlib import Path
 
 from ..errors import VisionMLError
-from .runner import _load, create_study, leaderboard, plot_progress, run_loop, settings_of, warm_up
+from .report import leaderboard, plot_progress
+from .runner import run_loop, warm_up
 from .spec import load_job
+from .study import create_study, load_study, settings_of
 
 
 def _log(message: str) -> None:
@@ -42,7 +44,7 @@ def run_job(job_path, output=None, *, resume=False, storage=None, preset=None, p
 
 
 def join_sweep(storage: str, study_name: str, output=None, *, concurrency=None, log=_log) -> int:
-    study = _load(storage, study_name)
+    study = load_study(storage, study_name)
     warm_up()
     settings = settings_of(study)
     run_dir = Path(output) if output else Path(settings.run_dir)
