@@ -9,35 +9,24 @@ import pytest
 
 from visionml.cli import main
 from visionml.data.reader import read_dataset
-from visionml.data.sample import make_sample_data
 from visionml.tasks import MULTICLASS, SEGMENTATION
 
-from support import make_untrained_model_folder
+from tests.support import LABELS
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
-TINY = {
-    MULTICLASS: ("resnet18", {"validation_resize_size": 72, "validation_crop_size": 64}),
-    # scores everything (threshold 0) so a random network still returns objects to evaluate
-    SEGMENTATION: ("maskrcnn_resnet18_fpn", {"min_size": 96, "max_size": 128, "box_score_threshold": 0.0,
-                                             "box_detections_per_image": 5}),
-}
-
-
-def make_model_folder(path, task, labels):
-    name, hp = TINY[task]
-    return make_untrained_model_folder(path, task, name, labels, hp)
+# Scores everything (threshold 0) so a random network still returns objects to evaluate.
+SETTINGS = {MULTICLASS: {}, SEGMENTATION: {"box_score_threshold": 0.0, "box_detections_per_image": 5}}
 
 
 @pytest.fixture(scope="module")
-def setups(tmp_path_factory):
-    """Per task: (model folder, validation JSONL of 3 images)."""
-    root = tmp_path_factory.mktemp("evaluate_cli")
+def setups(sample_data, model_folder):
+    """Per task: (model folder, validation JSONL of 2 images)."""
     out = {}
-    for task in TINY:
-        data = make_sample_data(task, root / task / "data", n=8, seed=2, size=(160, 120))
-        labels = read_dataset(data["train"], task).labels
-        out[task] = (make_model_folder(root / task / "model", task, labels), data["val"])
+    for task, settings in SETTINGS.items():
+        data = sample_data(task, n=8, seed=2)
+        assert read_dataset(data["train"], task).labels == LABELS  # the model folders' labels
+        out[task] = (model_folder(task, **settings), data["val"])
     return out
 
 
@@ -63,10 +52,10 @@ def test_evaluate_writes_metrics_and_plots(setups, task, primary, tmp_path, caps
         assert metrics["num_images"] == 2 and metrics["iou_type"] == "segm"
         assert pngs == ["average_precision.png", "pr_curves.png"]
         # the random network was made to answer: its predictions were evaluated
-        assert sum(m["num_predictions"] for m in metrics["per_label_metrics"].values()) > 0
+        assert sum(m["num_predictions"] for m in metrics["per_label"].values()) > 0
 
 
-def test_box_score_threshold_decides_precision_and_recall_not_ap(setups, tmp_path, capsys):
+def test_box_score_threshold_decides_azures_numbers_not_the_coco_summary(setups, tmp_path, capsys):
     model, data = setups[SEGMENTATION]
     runs = {}
     for threshold in ("0.05", "1.0"):
@@ -76,12 +65,13 @@ def test_box_score_threshold_decides_precision_and_recall_not_ap(setups, tmp_pat
         assert rc == 0
         runs[threshold] = json.loads(output.read_text())
     capsys.readouterr()
-    counted = {t: sum(m["num_predictions"] for m in r["per_label_metrics"].values()) for t, r in runs.items()}
+    counted = {t: sum(m["num_predictions"] for m in r["per_label"].values()) for t, r in runs.items()}
     # Nothing scores 1.0: a deployment at that threshold returns no box, so nothing is counted ...
     assert counted["1.0"] == 0 < counted["0.05"]
     assert runs["1.0"]["precision"] == 0.0 and runs["1.0"]["recall"] == 0.0
-    # ... while AP integrates over the same boxes (down to 0.05) either way.
-    for key in ("mean_average_precision", "coco_mean_average_precision", "coco"):
+    assert runs["1.0"]["mean_average_precision"] == 0.0  # Azure's AP is over the deployed boxes too
+    # ... while the COCO summary integrates over the same boxes (down to 0.05) either way.
+    for key in ("coco_mean_average_precision", "coco"):
         assert runs["1.0"][key] == runs["0.05"][key]
 
 

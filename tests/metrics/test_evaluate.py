@@ -91,7 +91,7 @@ def test_a_class_never_predicted_scores_zero_for_that_class(sample):
     task = DETECTION
     labels = read_dataset(sample[task], task).labels
     metrics = evaluate_predictor(AnswerKeyPredictor(sample[task], task, labels, drop={labels[0]}), sample[task])
-    per_label = metrics["per_label_metrics"]
+    per_label = metrics["per_label"]
     assert per_label[labels[0]]["average_precision"] == 0.0
     assert all(per_label[name]["average_precision"] == pytest.approx(1.0) for name in labels[1:])
     assert metrics["mean_average_precision"] == pytest.approx((len(labels) - 1) / len(labels))
@@ -104,7 +104,7 @@ def test_segmentation_honours_the_models_metric_settings(sample):
                                    settings={"validation_metric_type": "coco", "validation_iou_threshold": 0.75})
     metrics = evaluate_predictor(predictor, sample[task])
     assert (metrics["metric_type"], metrics["iou_threshold"], metrics["iou_type"]) == ("coco", 0.75, "segm")
-    assert metrics["mean_average_precision"] == metrics["coco"]["AP"]
+    assert metrics["mean_average_precision"] == metrics["coco"]["AP50"] == pytest.approx(1.0)  # coco: AP50
 
 
 def test_a_data_label_the_model_does_not_know(sample):
@@ -123,7 +123,9 @@ def test_metrics_for_task_dispatch():
     coco = metrics_for_task(DETECTION, gt, pred, ["a", "b", "c"], {"validation_metric_type": "coco"})
     assert none["mean_average_precision"] == voc["mean_average_precision"] == voc["voc_mean_average_precision"]
     assert "none" in none["notes"][0]
-    assert coco["mean_average_precision"] == coco["coco"]["AP"]
+    # coco: COCO's AP50 over the boxes at box_score_threshold (0.3 by default)
+    ap50 = "Average Precision  (AP) @[ IoU=0.50      | area=   all | maxDets=100 ]"
+    assert coco["mean_average_precision"] == coco["coco_metrics"][ap50]
     probs = np.array([[0.8, 0.2], [0.4, 0.6]])
     assert metrics_for_task("multiclass", np.array([0, 0]), probs, ["x", "y"])["accuracy"] == 0.5
     assert metrics_for_task(MULTILABEL, np.array([[1, 0], [0, 1]]), probs, ["x", "y"])["iou"] == 1.0

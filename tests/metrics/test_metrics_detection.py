@@ -1,5 +1,6 @@
 """Detection / instance-segmentation metrics: a case computed on paper, agreement with plain
-pycocotools, and the edge cases with their defined results."""
+pycocotools, and the edge cases with their defined results. (The VOC AP itself is pinned in
+test_voc_ap.py, Azure's keys in test_azure_keys.py.)"""
 
 from __future__ import annotations
 
@@ -37,14 +38,16 @@ HAND_PRED = [{"boxes": [[62, 0, 78, 10], [0, 0, 10, 10], [44, 0, 54, 10], [20, 0
 def test_hand_computed_average_precision_at_iou_05():
     m = detection_metrics(HAND_GT, HAND_PRED, LABELS, metric_type="voc", iou_threshold=0.5)
     # IoU 0.5, 3 GT. Ranked TP, FP, TP, FP: recall 1/3, 1/3, 2/3, 2/3; precision 1, 1/2, 2/3, 1/2.
+    # VOC (all points): the envelope is 1 up to recall 1/3, 2/3 up to 2/3: AP = 1/3 + 2/9 = 5/9.
     # COCO interpolates (best precision at recall >= r) at r = 0, 0.01, ..., 1:
     #   r = 0.00 .. 0.33 -> 1      (34 points)
     #   r = 0.34 .. 0.66 -> 2/3    (33 points)
     #   r = 0.67 .. 1.00 -> 0      (34 points, never reached)
     # AP = (34 * 1 + 33 * 2/3) / 101 = 56 / 101
-    cat = m["per_label_metrics"]["cat"]
-    assert cat["average_precision"] == pytest.approx(56 / 101, abs=1e-12)
-    assert m["mean_average_precision"] == pytest.approx(56 / 101, abs=1e-12)
+    cat = m["per_label"]["cat"]
+    assert cat["average_precision"] == pytest.approx(5 / 9, abs=1e-12)
+    assert m["mean_average_precision"] == m["voc_mean_average_precision"] == pytest.approx(5 / 9, abs=1e-12)
+    assert cat["average_precision_coco"] == pytest.approx(56 / 101, abs=1e-12)
     # Precision and recall over all predictions: TP 2, FP 2 (d0 ignored), GT 3.
     assert (cat["true_positives"], cat["false_positives"], cat["num_predictions"]) == (2, 2, 5)
     assert cat["precision"] == pytest.approx(2 / 4)
@@ -54,47 +57,61 @@ def test_hand_computed_average_precision_at_iou_05():
     assert m["coco"]["AP"] == pytest.approx(56 / 101, abs=1e-12)
     assert m["coco_mean_average_precision"] == pytest.approx(56 / 101, abs=1e-12)
     # "dog" has no ground truth: undefined, not zero, and out of the means.
-    assert m["per_label_metrics"]["dog"]["average_precision"] is None
+    assert m["per_label"]["dog"]["average_precision"] is None
     assert m["precision"] == pytest.approx(0.5) and m["recall"] == pytest.approx(2 / 3)
     assert any("dog" in note for note in m["notes"])
 
 
-def test_score_threshold_counts_precision_and_recall_but_not_ap():
+def test_score_threshold_decides_azures_numbers_not_the_coco_summary():
     # The deployment's box_score_threshold 0.75 keeps d0 (crowd), d1 (TP) and d2 (FP): TP 1, FP 1.
     m = detection_metrics(HAND_GT, HAND_PRED, LABELS, iou_threshold=0.5, score_threshold=0.75)
-    cat = m["per_label_metrics"]["cat"]
+    cat = m["per_label"]["cat"]
     assert (cat["true_positives"], cat["false_positives"], cat["num_predictions"]) == (1, 1, 3)
     assert cat["precision"] == pytest.approx(1 / 2) and cat["recall"] == pytest.approx(1 / 3)
-    # AP still integrates over every prediction given, as without the threshold.
-    assert cat["average_precision"] == pytest.approx(56 / 101, abs=1e-12)
-    assert m["coco"]["AP"] == pytest.approx(56 / 101, abs=1e-12)
+    # Azure's AP is over those boxes only: recall stops at 1/3 with precision 1, so AP = 1/3 ...
+    assert cat["average_precision"] == pytest.approx(1 / 3, abs=1e-12)
+    assert m["mean_average_precision"] == pytest.approx(1 / 3, abs=1e-12)
+    # ... while the COCO summary integrates over every prediction given, as without the threshold.
+    assert cat["average_precision_coco"] == pytest.approx(56 / 101, abs=1e-12)
+    assert m["coco"]["AP"] == m["coco_mean_average_precision"] == pytest.approx(56 / 101, abs=1e-12)
     # A threshold under every score changes nothing; one over every score leaves no predictions.
-    assert detection_metrics(HAND_GT, HAND_PRED, LABELS, score_threshold=0.1) == detection_metrics(
-        HAND_GT, HAND_PRED, LABELS)
-    none = detection_metrics(HAND_GT, HAND_PRED, LABELS, score_threshold=0.99)["per_label_metrics"]["cat"]
-    assert (none["true_positives"], none["num_predictions"], none["precision"], none["recall"]) == (0, 0, 0.0, 0.0)
+    low = detection_metrics(HAND_GT, HAND_PRED, LABELS, score_threshold=0.1)
+    assert low.pop("score_threshold") == 0.1
+    assert low == {k: v for k, v in detection_metrics(HAND_GT, HAND_PRED, LABELS).items() if k != "score_threshold"}
+    none = detection_metrics(HAND_GT, HAND_PRED, LABELS, score_threshold=0.99)
+    cat = none["per_label"]["cat"]
+    assert (cat["true_positives"], cat["num_predictions"], cat["precision"], cat["recall"]) == (0, 0, 0.0, 0.0)
+    assert (cat["average_precision"], none["mean_average_precision"]) == (0.0, 0.0)
+    assert none["coco"] == m["coco"]
 
 
 def test_score_threshold_filters_predicted_masks_with_their_boxes():
     ground_truth, predictions = random_detection_case(3, images=12, classes=2, segm=True)
     full = detection_metrics(ground_truth, predictions, LABELS, iou_type="segm")
     cut = detection_metrics(ground_truth, predictions, LABELS, iou_type="segm", score_threshold=0.5)
-    assert cut["mean_average_precision"] == full["mean_average_precision"]
+    assert cut["coco"] == full["coco"]
     kept = sum(int((np.asarray(p["scores"]) >= 0.5).sum()) for p in predictions)
-    assert sum(m["num_predictions"] for m in cut["per_label_metrics"].values()) == kept
+    assert sum(m["num_predictions"] for m in cut["per_label"].values()) == kept
+    by_hand = [{**p, "boxes": p["boxes"][p["scores"] >= 0.5], "labels": p["labels"][p["scores"] >= 0.5],
+                "masks": p["masks"][p["scores"] >= 0.5], "scores": p["scores"][p["scores"] >= 0.5]}
+               for p in predictions]
+    # Azure's numbers are those of the kept boxes with their masks, given alone
+    alone = detection_metrics(ground_truth, by_hand, LABELS, iou_type="segm")
+    assert cut["per_label_metrics"] == alone["per_label_metrics"]
+    assert cut["mean_average_precision"] == alone["mean_average_precision"] != full["mean_average_precision"]
 
 
 def test_hand_computed_at_a_threshold_off_the_coco_grid():
     m = detection_metrics(HAND_GT, HAND_PRED, LABELS, metric_type="voc", iou_threshold=0.4)
     # IoU 0.4: d2 now matches C. Ranked TP, TP, TP, FP: recall reaches 1 at precision 1, so AP = 1.
-    cat = m["per_label_metrics"]["cat"]
+    cat = m["per_label"]["cat"]
     assert m["iou_threshold"] == 0.4
     assert cat["average_precision"] == pytest.approx(1.0)
     assert (cat["true_positives"], cat["false_positives"]) == (3, 1)
     assert cat["precision"] == pytest.approx(3 / 4) and cat["recall"] == pytest.approx(1.0)
     # the COCO numbers stay on COCO's own grid
     assert m["coco"]["AP"] == pytest.approx(56 / 101, abs=1e-12)
-    assert m["pr_curve"]["precision"]["cat"] == [1.0] * 101
+    assert m["voc_pr_curve"]["precision"]["cat"] == [1.0] * 101
 
 
 def test_crowd_matches_neither_help_nor_hurt():
@@ -104,7 +121,7 @@ def test_crowd_matches_neither_help_nor_hurt():
     a = detection_metrics(HAND_GT, HAND_PRED, LABELS)
     b = detection_metrics(HAND_GT, without, LABELS)
     for key in ("average_precision", "precision", "recall", "true_positives", "false_positives"):
-        assert a["per_label_metrics"]["cat"][key] == b["per_label_metrics"]["cat"][key]
+        assert a["per_label"]["cat"][key] == b["per_label"]["cat"][key]
     # COCO's AR1 is the exception: it keeps each image's single best-scored prediction, here the
     # ignored d0, so nothing is left to recall with one prediction per image.
     assert {k: v for k, v in a["coco"].items() if k != "AR1"} == {k: v for k, v in b["coco"].items() if k != "AR1"}
@@ -115,9 +132,11 @@ def test_metric_type_picks_the_primary():
     coco = detection_metrics(HAND_GT, HAND_PRED, LABELS, metric_type="coco", iou_threshold=0.4)
     both = detection_metrics(HAND_GT, HAND_PRED, LABELS, metric_type="coco_voc", iou_threshold=0.4)
     assert voc["mean_average_precision"] == pytest.approx(1.0)
+    # coco: COCO's AP at IoU 0.5 whatever the IoU threshold (Azure's coco_score[1]); here d2 is a FP
     assert coco["mean_average_precision"] == pytest.approx(56 / 101)
+    # coco_voc: both are computed, the VOC one is the primary (Azure's order of assignment)
     assert both["mean_average_precision"] == voc["mean_average_precision"]
-    assert both["coco_mean_average_precision"] == coco["mean_average_precision"]
+    assert both["coco_metrics"] == coco["coco_metrics"] and "coco_metrics" not in voc
 
 
 def _pycocotools_stats(ground_truth, predictions, iou_type, num_classes):
@@ -145,15 +164,16 @@ def test_all_12_coco_stats_agree_with_pycocotools(iou_type):
     ours = [-1.0 if m["coco"][name] is None else m["coco"][name] for name in COCO_STAT_NAMES]
     assert expected[1] > 0.1  # real matches, not an all-zero agreement
     np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-12)
-    assert m["mean_average_precision"] == pytest.approx(expected[0], abs=1e-12)
-    assert m["voc_mean_average_precision"] == pytest.approx(expected[1], abs=1e-12)
+    np.testing.assert_allclose(list(m["coco_metrics"].values()), expected, rtol=0, atol=1e-12)
+    assert m["coco_mean_average_precision"] == pytest.approx(expected[0], abs=1e-12)
+    assert m["mean_average_precision"] == pytest.approx(expected[1], abs=1e-12)  # coco: AP50
 
 
 def test_recall_and_counts_agree_with_each_other():
     gt, pred = random_detection_case(seed=5, images=40)
     m = detection_metrics(gt, pred, ["a", "b", "c"])
     for k, name in enumerate(["a", "b", "c"]):
-        row = m["per_label_metrics"][name]
+        row = m["per_label"][name]
         n_gt = sum(int(((g["labels"] == k) & (g["iscrowd"] == 0)).sum()) for g in gt)
         n_pred = sum(int((p["labels"] == k).sum()) for p in pred)
         assert (row["num_ground_truth"], row["num_predictions"]) == (n_gt, n_pred)
@@ -174,7 +194,7 @@ def test_segm_masks_and_polygons_give_the_same_numbers():
     b = detection_metrics(as_masks, as_rles, ["a", "b", "c"], iou_type="segm")
     c = detection_metrics(gt, as_float, ["a", "b", "c"], iou_type="segm")
     assert a["coco"] == b["coco"] == c["coco"]
-    assert a["per_label_metrics"] == b["per_label_metrics"]
+    assert a["per_label"] == b["per_label"] and a["per_label_metrics"] == b["per_label_metrics"]
 
 
 def test_segm_is_judged_on_masks_not_boxes():
@@ -197,7 +217,7 @@ def test_no_predictions_at_all():
     m = detection_metrics(gt, [_empty_pred() for _ in gt], ["a", "b", "c"], metric_type="coco_voc")
     assert m["mean_average_precision"] == 0.0
     assert m["coco"]["AP"] == 0.0 and m["coco"]["AR100"] == 0.0
-    for row in m["per_label_metrics"].values():
+    for row in m["per_label"].values():
         assert (row["average_precision"], row["precision"], row["recall"]) == (0.0, 0.0, 0.0)
     json.dumps(m, allow_nan=False)
 
@@ -207,7 +227,7 @@ def test_no_objects_anywhere():
     pred = [{"boxes": [[0, 0, 10, 10]], "scores": [0.5], "labels": [0]}, _empty_pred(), _empty_pred()]
     m = detection_metrics(gt, pred, ["a", "b"])
     assert m["mean_average_precision"] == 0.0
-    assert m["per_label_metrics"]["a"] | {} == {
+    assert m["per_label"]["a"] == {
         "average_precision": None, "average_precision_coco": None, "precision": 0.0, "recall": None,
         "num_ground_truth": 0, "num_predictions": 1, "true_positives": 0, "false_positives": 1}
     assert all(v is None for v in m["coco"].values())
@@ -221,7 +241,7 @@ def test_images_without_objects_only_add_false_positives():
     pred = [{"boxes": [[0, 0, 10, 10]], "scores": [0.9], "labels": [0]},
             {"boxes": [[5, 5, 20, 20]], "scores": [0.5], "labels": [0]}]
     m = detection_metrics(gt, pred, ["a"])
-    row = m["per_label_metrics"]["a"]
+    row = m["per_label"]["a"]
     assert row["average_precision"] == pytest.approx(1.0)  # the FP ranks below the only TP
     assert (row["precision"], row["recall"]) == (0.5, 1.0)
 
@@ -230,21 +250,25 @@ def test_class_absent_from_predictions_and_single_class():
     gt = [{"height": 40, "width": 40, "boxes": [[0, 0, 10, 10], [20, 20, 30, 30]], "labels": [0, 1]}]
     pred = [{"boxes": [[0, 0, 10, 10]], "scores": [0.8], "labels": [0]}]
     m = detection_metrics(gt, pred, ["a", "b"])
-    assert m["per_label_metrics"]["b"]["average_precision"] == 0.0  # has GT, never predicted
-    assert m["per_label_metrics"]["b"]["precision"] == 0.0
+    assert m["per_label"]["b"]["average_precision"] == 0.0  # has GT, never predicted
+    assert m["per_label"]["b"]["precision"] == 0.0
     assert m["mean_average_precision"] == pytest.approx(0.5)
     single = detection_metrics([{**gt[0], "boxes": gt[0]["boxes"][:1], "labels": [0]}], pred, ["a"])
     assert single["mean_average_precision"] == pytest.approx(1.0)
     assert single["notes"] == []
 
 
-def test_more_than_100_predictions_per_image_follow_coco():
+def test_more_than_100_predictions_per_image():
     gt = [{"height": 500, "width": 500, "boxes": [[0, 0, 10, 10]], "labels": [0]}]
     boxes = [[200 + i, 200, 210 + i, 210] for i in range(150)] + [[0, 0, 10, 10]]
     pred = [{"boxes": boxes, "scores": [0.9] * 150 + [0.1], "labels": [0] * 151}]
-    row = detection_metrics(gt, pred, ["a"])["per_label_metrics"]["a"]
-    # COCO keeps the 100 best-scored predictions of an image and class: the TP at 0.1 is cut.
-    assert (row["num_predictions"], row["true_positives"], row["false_positives"]) == (100, 0, 100)
+    m = detection_metrics(gt, pred, ["a"])
+    row = m["per_label"]["a"]
+    # Azure's numbers count every box: the TP at 0.1 ranks 151st, precision 1/151 at recall 1 ...
+    assert (row["num_predictions"], row["true_positives"], row["false_positives"]) == (151, 1, 150)
+    assert row["average_precision"] == pytest.approx(1 / 151, abs=1e-12)
+    # ... while COCO's summary keeps the 100 best-scored predictions of an image and class: cut.
+    assert row["average_precision_coco"] == 0.0 and m["coco"]["AR100"] == 0.0
 
 
 @pytest.mark.parametrize("kwargs, message", [

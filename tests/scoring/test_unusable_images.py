@@ -95,7 +95,7 @@ def test_evaluate_skips_and_reports_an_image_the_model_cannot_take(model_dirs, i
     captured = capsys.readouterr()
     assert code == 0, captured.err
     metrics = json.loads(output.read_text())
-    assert metrics["per_label_metrics"]["can"]["num_ground_truth"] == 2  # the skipped image is not counted
+    assert metrics["per_label"]["can"]["num_ground_truth"] == 2  # the skipped image is not counted
     notes = [n for n in metrics["notes"] if "skipped" in n]
     assert len(notes) == 1 and "1 image(s)" in notes[0] and f"{data}:2" in notes[0]
     assert f"{data}:2" in captured.err and "100000x1" in captured.err

@@ -39,7 +39,6 @@ def run(args) -> int:
 
     from ..config import parse_set_arguments
     from ..data.resolve import parse_datastores
-    from ..fileio import write_json
     from ..metrics.evaluate import evaluate_model
 
     metrics = evaluate_model(args.model, args.data, datastores=parse_datastores(args.datastore),
@@ -56,8 +55,19 @@ def run(args) -> int:
     return 0
 
 
+def write_json(path, data: dict) -> None:
+    """Write under a temporary name, then rename: a reader never sees half a file. NaN is
+    refused (the metrics never produce it; strict JSON readers reject it)."""
+    import json
+
+    from ..fileio import write_bytes_atomic
+
+    write_bytes_atomic(path, (json.dumps(data, indent=2, allow_nan=False) + "\n").encode("utf-8"))
+
+
 def summary(metrics: dict) -> str:
-    """A few headline numbers, the primary one marked, then one row per class."""
+    """A few headline numbers, the primary one marked; for detectors what the primary is computed on
+    and, beside it, COCO's own summary; then one row per class."""
     from ..tasks import get_task
 
     task, primary = metrics["task"], metrics["primary_metric"]
@@ -67,10 +77,7 @@ def summary(metrics: dict) -> str:
         mark = "  (primary)" if name == primary else ""
         lines.append(f"  {name:<26}{_fmt(metrics.get(name))}{mark}")
     if "coco" in metrics:
-        coco = metrics["coco"]
-        lines.append(f"  {'coco AP@[.5:.95] / AP50':<26}{_fmt(coco['AP'])} / {_fmt(coco['AP50'])}")
-        lines.append(f"  ({metrics['metric_type']}, IoU threshold {metrics['iou_threshold']:g}, "
-                     f"{metrics['iou_type']})")
+        lines.extend(_detection_definitions(metrics))
     lines.append("")
     lines.extend(_per_label_table(metrics))
     lines.extend(f"note: {n}" for n in metrics.get("notes", []))
@@ -78,13 +85,29 @@ def summary(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def _detection_definitions(metrics: dict) -> list[str]:
+    """Which boxes and which AP each number is (docs/metrics.md): Azure's primary over what the
+    deployed model returns, COCO's summary over every box down to the evaluation floor."""
+    from ..models.detection import AP_SCORE_FLOOR
+
+    threshold, kind = metrics.get("score_threshold"), metrics["metric_type"]
+    one, many = ("prediction", "predictions") if metrics["iou_type"] == "segm" else ("box", "boxes")
+    deployed = f"the {many} scoring >= {threshold:g}" if threshold is not None else f"every {one}"
+    ap = "COCO's AP at IoU 0.5" if kind == "coco" else f"all-point VOC AP at IoU {metrics['iou_threshold']:g}"
+    floor = f"down to score {min(threshold, AP_SCORE_FLOOR):g}" if threshold is not None else "given"
+    coco = metrics["coco"]
+    return [f"  (Azure's {kind} mean_average_precision: {ap} over {deployed}, {metrics['iou_type']})",
+            f"  {'COCO AP@[.5:.95] / AP50':<26}{_fmt(coco['AP'])} / {_fmt(coco['AP50'])}"
+            f"  (pycocotools summary over every {one} {floor})"]
+
+
 def _per_label_table(metrics: dict) -> list[str]:
-    if "per_label_metrics" in metrics:
-        rows, columns = metrics["per_label_metrics"], (("AP", "average_precision"), ("precision", "precision"),
-                                                        ("recall", "recall"), ("GT", "num_ground_truth"))
+    if "coco" in metrics:
+        columns = (("AP", "average_precision"), ("precision", "precision"), ("recall", "recall"),
+                   ("GT", "num_ground_truth"))
     else:
-        rows, columns = metrics["per_label"], (("precision", "precision"), ("recall", "recall"),
-                                               ("F1", "f1_score"), ("support", "support"))
+        columns = (("precision", "precision"), ("recall", "recall"), ("F1", "f1_score"), ("support", "support"))
+    rows = metrics["per_label"]
     width = max([len("label")] + [len(name) for name in rows])
     out = [f"  {'label':<{width}}" + "".join(f"{head:>11}" for head, _ in columns)]
     for name, values in rows.items():

@@ -1,50 +1,57 @@
-"""Object-detection and instance-segmentation metrics with Azure's names, computed by
+"""Object-detection and instance-segmentation metrics, Azure's definitions beside COCO's, from
 faster-coco-eval's ``COCOeval`` (a C++ port of pycocotools with identical numbers).
 
-Matching, accumulation and the COCO summary are the library's; this module only turns
-per-image arrays into in-memory COCO objects and reads the library's arrays back.
+The library does all matching of predictions to ground truth; ``voc`` turns its matches into
+Azure's VOC numbers and ``azure_keys`` writes Azure's keys. docs/metrics.md explains each key.
 
-Definitions (what a user sees in ``metrics.json``):
+Two sets of boxes are scored. *Deployed*: the predictions scoring at least ``score_threshold``
+(the model's ``box_score_threshold``), what a served model returns and what Azure evaluates.
+*All given*: every prediction passed in (training and ``visionml evaluate`` pass them down to
+0.05, as pycocotools users and torchvision's references do).
 
-* ``mean_average_precision`` (primary) follows ``metric_type``:
-  ``voc`` -> AP at ``iou_threshold`` (Azure's default, 0.5); ``coco`` -> AP@[.5:.95];
-  ``coco_voc`` -> both are reported and the primary is the VOC one, so that switching
-  between ``voc`` and ``coco_voc`` never changes which epoch or trial wins.
-  ``voc_mean_average_precision`` and ``coco_mean_average_precision`` are always there.
-* AP is COCO's 101-point interpolated AP (pycocotools), per class, averaged over the classes
-  that have ground truth. A class without ground truth has AP ``None`` and is left out of
-  the mean (its predictions cannot help or hurt other classes). No ground truth at all:
-  the mAPs are 0.0 and ``notes`` says why.
-* ``precision``/``recall`` per label are at ``iou_threshold`` over all predictions given
-  (the model's ``box_score_threshold`` already applied): TP / (TP + FP) and TP / GT.
-  A prediction matched to an ``iscrowd`` object counts as neither (COCO's rule).
-  A class with ground truth but no prediction has precision 0.0 (sklearn's
-  ``zero_division=0``); one without ground truth has recall ``None``. The top-level
-  ``precision`` and ``recall`` are the means over the classes where they are defined.
-* ``coco`` holds the 12 COCO summary numbers (AP, AP50, AP75, APs, APm, APl, AR1, AR10,
-  AR100, ARs, ARm, ARl); COCO's ``-1`` ("nothing in that range") becomes ``None``.
-* ``pr_curve`` is COCO's interpolated precision at the 101 recall points, per class, at
-  ``iou_threshold``: enough to draw PR plots later from ``metrics.json`` alone.
+* ``mean_average_precision`` (primary), Azure's definition by ``metric_type``: ``voc`` and
+  ``coco_voc`` -> ``voc_mean_average_precision``; ``coco`` -> COCO's AP at IoU 0.5 over the
+  deployed boxes (Azure's ``coco_score[1]``).
+* ``voc_mean_average_precision``: per class, the all-point interpolated AP (area under the
+  precision envelope) at ``iou_threshold`` over the deployed boxes; averaged over the classes
+  that have ground truth.
+* ``coco`` (12 numbers, COCO's -1 as ``None``) and ``coco_mean_average_precision``
+  (AP@[.5:.95]): the full COCO summary over all given boxes, pycocotools-exact.
+* ``precision``, ``recall``: Azure's, the mean over classes (where defined) of each class's
+  precision and recall over its deployed boxes.
+* ``per_label`` (visionml's): per class AP (VOC, as above), AP@[.5:.95] (COCO, all given),
+  precision, recall and the counts behind them; ``voc_pr_curve``: each class's precision envelope
+  at COCO's 101 recall points. Undefined values are ``None``.
+* Azure's keys: ``per_label_metrics``, ``pr_curve`` and ``pr_curve_<label>``, and for boxes
+  (Azure has no such keys for masks) ``image_level_binary_classifier_metrics`` and
+  ``confusion_matrix_score_threshold_<t>``; for ``coco``/``coco_voc`` also ``coco_metrics`` (over
+  the deployed boxes). Undefined values are -1.0 there, as Azure writes them.
 
-Every value is a float, an int, ``None``, a string or a list/dict of those: the dict
-serialises to JSON without NaN.
+A prediction matched to an ``iscrowd`` region counts as neither TP nor FP (COCO's and Azure's
+rule). No ground truth at all: the means are 0.0 and ``notes`` says why. Every value is a float,
+an int, ``None``, a string or a list/dict of those: the dict serialises to JSON without NaN.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from . import azure_keys, voc
+from .coco import detections_coco, flat_ground_truth, flat_predictions, ground_truth_coco
+from .coco import masks_to_rles, polygons_to_rles  # noqa: F401  (imported from here by tasks and tests)
+
 METRIC_TYPES = ("voc", "coco", "coco_voc")
 IOU_TYPES = ("bbox", "segm")
 COCO_STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl",
                    "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
-MAX_DETS = 100  # COCO's per-image, per-class cap; Azure's box_detections_per_image default
+MAX_DETS = 100  # COCO's per-image, per-class cap in its summary; Azure's box_detections_per_image default
+RECALL_POINTS = np.linspace(0.0, 1.0, 101)  # COCO's recall grid, for voc_pr_curve
 
 
 def detection_metrics(ground_truth: list[dict], predictions: list[dict], labels: list[str], *,
                       iou_type: str = "bbox", metric_type: str = "voc",
                       iou_threshold: float = 0.5, score_threshold: float | None = None) -> dict:
-    """Azure's detection / instance-segmentation metrics for one evaluation set.
+    """Azure's detection / instance-segmentation metrics for one evaluation set, with COCO's.
 
     ``ground_truth[i]``: ``{"height", "width", "boxes": [N, 4] xyxy pixels, "labels": int[N]
     0-based into ``labels``, "iscrowd": int[N] (optional)}`` plus, for ``iou_type="segm"``,
@@ -54,32 +61,43 @@ def detection_metrics(ground_truth: list[dict], predictions: list[dict], labels:
     ``predictions[i]``: ``{"boxes", "scores", "labels"}`` plus ``"masks"`` for segm (bool
     [N, H, W], [N, 1, H, W], or a list of COCO RLE dicts).
 
-    ``score_threshold``: the deployment's ``box_score_threshold``. AP integrates over every
-    prediction given (give them down to a low score, as COCO does: a cut at 0.3 truncates the
-    precision-recall curve and understates AP), while ``precision``/``recall`` and the TP/FP
-    counts count only predictions scoring at least ``score_threshold``: what a served model
-    returns. None: every prediction counts for both.
+    ``score_threshold``: the deployment's ``box_score_threshold``; Azure's numbers count the
+    predictions scoring at least that, the COCO summary every prediction given. None: every
+    prediction counts for both.
     """
     _check_arguments(ground_truth, predictions, labels, iou_type, metric_type, iou_threshold)
-    coco_gt = _coco_ground_truth(ground_truth, labels, iou_type)
-    coco_dt = _coco_detections(coco_gt, predictions, len(labels), iou_type)
-
-    grid = _run_cocoeval(coco_gt, coco_dt, iou_type)
+    coco_gt = ground_truth_coco(ground_truth, labels, iou_type)
+    coco_all = detections_coco(coco_gt, predictions, len(labels), iou_type)
+    grid = _run_cocoeval(coco_gt, coco_all, iou_type)
     grid.summarize()
-    at_threshold, t_index = grid, _grid_index(grid.params.iouThrs, iou_threshold)
-    if t_index is None:  # e.g. 0.45: evaluate once more at that threshold alone
-        at_threshold, t_index = _run_cocoeval(coco_gt, coco_dt, iou_type, iou_threshold=iou_threshold,
-                                              cached_ious=grid.ious), 0
-    crowd_hits = _crowd_matches(coco_gt, coco_dt, iou_type, iou_threshold, grid.ious)
-    counted = (at_threshold, t_index, crowd_hits, coco_dt)
-    kept = _above(predictions, score_threshold)
-    if kept is not predictions:  # precision and recall over the predictions a deployment returns
-        coco_kept = _coco_detections(coco_gt, kept, len(labels), iou_type)
-        counted = (_run_cocoeval(coco_gt, coco_kept, iou_type, iou_threshold=iou_threshold), 0,
-                   _crowd_matches(coco_gt, coco_kept, iou_type, iou_threshold, None), coco_kept)
-    per_label = _per_label(grid, at_threshold, t_index, counted, coco_gt, labels)
-    return _assemble(grid, per_label, _pr_curve(at_threshold, t_index, labels), coco_gt,
-                     iou_type, metric_type, iou_threshold)
+
+    deployed = _above(predictions, score_threshold)
+    same = deployed is predictions
+    coco_deployed = coco_all if same else detections_coco(coco_gt, deployed, len(labels), iou_type)
+    gt, dt = flat_ground_truth(ground_truth), flat_predictions(deployed)
+    # Azure caps nothing: every deployed box is matched (COCO's summary keeps 100 per image and class)
+    cap = max(MAX_DETS, int(np.bincount(dt["image"]).max(initial=0)))
+    matched = _run_cocoeval(coco_gt, coco_deployed, iou_type, iou_threshold=iou_threshold, max_dets=cap,
+                            loaded_by=grid if same else None,  # the same boxes: the same annotations and IoUs
+                            cached_ious=grid.ious if same and cap == MAX_DETS else None).eval["matched"]
+    dt["outcome"] = _outcomes(matched, gt["iscrowd"], len(dt["labels"]))
+    objects = np.bincount(gt["labels"][gt["iscrowd"] == 0], minlength=len(labels))
+    summaries = {name: voc.precision_recall(dt["outcome"][dt["labels"] == k], dt["scores"][dt["labels"] == k],
+                                            int(objects[k])) for k, name in enumerate(labels)}
+
+    result = _visionml_keys(grid, dt, objects, summaries, labels, metric_type, iou_type, iou_threshold,
+                            score_threshold)
+    result.update(_azure_keys(summaries, dt, gt, objects, iou_type))
+    if iou_type == "bbox":
+        agnostic = _run_cocoeval(coco_gt, coco_deployed, iou_type, iou_threshold=iou_threshold, max_dets=cap,
+                                 use_categories=False).eval["matched"]
+        result.update(_confusion_keys(agnostic, gt, dt, objects, labels))
+    if metric_type in ("coco", "coco_voc"):
+        stats = _deployed_coco_stats(grid, coco_gt, coco_deployed, iou_type, same, len(dt["labels"]))
+        result[azure_keys.COCO_METRICS] = azure_keys.coco_metrics(stats)
+        if metric_type == "coco":  # Azure's coco_score[1]: AP at IoU 0.5
+            result["mean_average_precision"] = max(float(stats[1]), 0.0)
+    return result
 
 
 def _check_arguments(ground_truth, predictions, labels, iou_type, metric_type, iou_threshold):
@@ -96,174 +114,16 @@ def _check_arguments(ground_truth, predictions, labels, iou_type, metric_type, i
                          "prediction entries: give one prediction dict per image, in order")
 
 
-# ----------------------------------------------------------------------------- COCO objects
-
-def _coco_ground_truth(ground_truth, labels, iou_type):
-    from faster_coco_eval import COCO
-
-    images, annotations = [], []
-    for index, image in enumerate(ground_truth):
-        image_id = index + 1
-        height, width = _image_size(image, iou_type, index)
-        images.append({"id": image_id, "height": height, "width": width})
-        boxes = _boxes(image.get("boxes"))
-        classes = _classes(image.get("labels"), len(boxes), len(labels), f"ground_truth[{index}]")
-        crowd = np.asarray(image.get("iscrowd", np.zeros(len(boxes))), dtype=np.int64).reshape(-1)
-        if len(crowd) != len(boxes):
-            raise ValueError(f"ground_truth[{index}]: {len(crowd)} iscrowd flags for {len(boxes)} boxes")
-        segments = _gt_segments(image, len(boxes), height, width, index) if iou_type == "segm" else None
-        xywh = _xywh(boxes)
-        areas = [a for a, _ in segments] if segments else (xywh[:, 2] * xywh[:, 3]).tolist()
-        for j, (box, category, is_crowd, area) in enumerate(
-                zip(xywh.tolist(), (classes + 1).tolist(), crowd.tolist(), areas)):
-            ann = {"id": len(annotations) + 1, "image_id": image_id, "category_id": category,
-                   "bbox": box, "iscrowd": is_crowd, "area": area}
-            if segments is not None:
-                ann["segmentation"] = segments[j][1]
-            annotations.append(ann)
-    categories = [{"id": k + 1, "name": name} for k, name in enumerate(labels)]
-    return COCO({"images": images, "annotations": annotations, "categories": categories})
-
-
-def _coco_detections(coco_gt, predictions, num_classes, iou_type):
-    """Detections as a COCO object built directly (like ``loadRes`` without its per-box
-    polygon bookkeeping, which bbox evaluation never reads)."""
-    from faster_coco_eval import COCO
-
-    annotations = []
-    for index, pred in enumerate(predictions):
-        boxes = _boxes(pred.get("boxes"))
-        scores = np.asarray(pred.get("scores", []), dtype=np.float64).reshape(-1)
-        classes = _classes(pred.get("labels"), len(boxes), num_classes, f"predictions[{index}]")
-        if len(scores) != len(boxes):
-            raise ValueError(f"predictions[{index}]: {len(scores)} scores for {len(boxes)} boxes")
-        rles = _prediction_rles(pred, len(boxes), index) if iou_type == "segm" else None
-        xywh = _xywh(boxes)
-        areas = (_rle_areas(rles) if rles is not None else xywh[:, 2] * xywh[:, 3]).tolist()
-        image_id = index + 1
-        for j, (box, category, score, area) in enumerate(
-                zip(xywh.tolist(), (classes + 1).tolist(), scores.tolist(), areas)):
-            ann = {"id": len(annotations) + 1, "image_id": image_id, "category_id": category,
-                   "bbox": box, "score": score, "iscrowd": 0, "area": area}
-            if rles is not None:
-                ann["segmentation"] = rles[j]
-            annotations.append(ann)
-    coco_dt = COCO()
-    coco_dt.dataset = {"images": coco_gt.dataset["images"], "categories": coco_gt.dataset["categories"],
-                       "annotations": annotations}
-    coco_dt.createIndex()
-    return coco_dt
-
-
-def _image_size(image, iou_type, index):
-    if "height" in image and "width" in image:
-        return int(image["height"]), int(image["width"])
-    if iou_type == "segm":
-        raise ValueError(f"ground_truth[{index}]: 'height' and 'width' are required for segm")
-    return 0, 0  # bbox IoU never reads the image size
-
-
-def _boxes(boxes) -> np.ndarray:
-    return np.zeros((0, 4)) if boxes is None else np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-
-
-def _classes(classes, count, num_classes, where) -> np.ndarray:
-    out = np.asarray([] if classes is None else classes, dtype=np.int64).reshape(-1)
-    if len(out) != count:
-        raise ValueError(f"{where}: {len(out)} labels for {count} boxes")
-    if len(out) and (out.min() < 0 or out.max() >= num_classes):
-        raise ValueError(f"{where}: label index out of range 0..{num_classes - 1}: "
-                         f"{out[(out < 0) | (out >= num_classes)].tolist()}")
-    return out
-
-
-def _xywh(boxes: np.ndarray) -> np.ndarray:
-    out = boxes.copy()
-    out[:, 2:] -= out[:, :2]
-    return out
-
-
-def _gt_segments(image, count, height, width, index):
-    """(area, COCO RLE) per object, from masks or pixel polygons."""
-    if image.get("masks") is not None:
-        rles = masks_to_rles(image["masks"], count, f"ground_truth[{index}]")
-    elif image.get("polygons") is not None:
-        if len(image["polygons"]) != count:
-            raise ValueError(f"ground_truth[{index}]: {len(image['polygons'])} polygons for {count} boxes")
-        rles = polygons_to_rles(image["polygons"], height, width)
-    else:
-        raise ValueError(f"ground_truth[{index}]: segm evaluation needs 'masks' or 'polygons'")
-    return list(zip(_rle_areas(rles).tolist(), rles))
-
-
-def polygons_to_rles(objects, height: int, width: int) -> list[dict]:
-    """Per object, its pixel polygons ``[[x1, y1, x2, y2, ...], ...]`` rasterised the way COCO
-    rasterises them (pycocotools), segments of one object merged: one RLE per object. Done
-    once here so that no later evaluation pass rasterises a polygon again."""
-    from pycocotools import mask as mask_utils
-
-    flat = [[seg for seg in (np.asarray(s, dtype=np.float64).reshape(-1).tolist() for s in obj) if len(seg) >= 6]
-            for obj in objects]
-    segments = [seg for obj in flat for seg in obj]
-    rles = mask_utils.frPyObjects(segments, height, width) if segments else []
-    empty = None
-    out, start = [], 0
-    for obj in flat:
-        part = rles[start:start + len(obj)]
-        start += len(obj)
-        if len(part) == 1:
-            out.append(part[0])
-        elif part:
-            out.append(mask_utils.merge(part))
-        else:  # an object without a usable polygon covers no pixel
-            if empty is None:
-                empty = mask_utils.encode(np.zeros((height, width, 1), dtype=np.uint8, order="F"))[0]
-            out.append(empty)
-    return out
-
-
-def _prediction_rles(pred, count, index):
-    if pred.get("masks") is None:
-        raise ValueError(f"predictions[{index}]: segm evaluation needs 'masks'")
-    return masks_to_rles(pred["masks"], count, f"predictions[{index}]")
-
-
-def masks_to_rles(masks, count: int | None = None, where: str = "masks") -> list[dict]:
-    """Binary masks [N, H, W] or [N, 1, H, W] (bool, uint8 or probabilities cut at 0.5) as COCO
-    RLE dicts via pycocotools, a few hundred bytes each instead of H*W. A list of RLE dicts is
-    returned as is. ``count``: the number of objects expected (checked)."""
-    from pycocotools import mask as mask_utils
-
-    if isinstance(masks, (list, tuple)) and (not masks or isinstance(masks[0], dict)):
-        rles = list(masks)
-    else:
-        arr = np.asarray(masks if masks is not None else np.zeros((0, 0, 0), dtype=bool))
-        if arr.ndim == 4 and arr.shape[1] == 1:
-            arr = arr[:, 0]
-        if arr.ndim != 3:
-            raise ValueError(f"{where}: masks have shape {arr.shape}, expected (N, H, W)")
-        binary = arr > 0.5 if arr.dtype.kind == "f" else arr != 0
-        rles = mask_utils.encode(np.asfortranarray(binary.transpose(1, 2, 0).astype(np.uint8))) \
-            if len(arr) else []
-    if count is not None and len(rles) != count:
-        raise ValueError(f"{where}: {len(rles)} masks for {count} boxes")
-    return rles
-
-
-def _rle_areas(rles):
-    from pycocotools import mask as mask_utils
-
-    return mask_utils.area(rles) if rles else np.zeros(0)
-
-
 # ----------------------------------------------------------------------------- evaluation
 
-def _run_cocoeval(coco_gt, coco_dt, iou_type, *, iou_threshold=None, image_ids=None,
-                  category_ids=None, cached_ious=None):
-    """Run COCOeval: COCO's full grid, or (``iou_threshold``) one threshold, one area range
-    ('all') and one detection cap. The library's match list (``eval["matched"]``) is only
-    unambiguous in that single-range form (otherwise it holds the matches of every area range
-    and threshold). ``cached_ious`` reuses the IoU matrices of the first run."""
+def _run_cocoeval(coco_gt, coco_dt, iou_type, *, iou_threshold=None, max_dets=MAX_DETS, use_categories=True,
+                  loaded_by=None, cached_ious=None):
+    """Run COCOeval: COCO's full grid, or (``iou_threshold``) one threshold, one area range ('all')
+    and one detection cap, the form in which the library's match list (``eval["matched"]``,
+    ``"dtId_gtId" -> IoU``) is unambiguous. ``use_categories=False`` matches across classes.
+    ``loaded_by``: an earlier run on the same two COCO objects (same images, classes and
+    ``use_categories``), whose loaded annotations this run takes instead of loading them again;
+    ``cached_ious``: the IoU matrices of such a run (valid with the same detection cap)."""
     from faster_coco_eval import COCOeval_faster
 
     class _Eval(COCOeval_faster):
@@ -272,51 +132,50 @@ def _run_cocoeval(coco_gt, coco_dt, iou_type, *, iou_threshold=None, image_ids=N
                 return cached_ious[image_id, category_id]
             return super().computeIoU(image_id, category_id)
 
+        def _prepare(self):
+            # Loading the annotations into the C++ evaluator is most of a single-threshold run's time;
+            # what it loads depends only on the COCO objects, images, classes and use_categories.
+            try:
+                self.gt_dataset, self.dt_dataset = loaded_by.gt_dataset, loaded_by.dt_dataset
+                self._nonempty_iou_pairs = loaded_by._nonempty_iou_pairs
+            except AttributeError:  # no earlier run (or a library without these): load them
+                super()._prepare()
+
     ev = _Eval(coco_gt, coco_dt, iou_type, print_function=_quiet)
     ev.params.maxDets = [1, 10, MAX_DETS]
     if iou_threshold is not None:
         ev.params.iouThrs = np.array([float(iou_threshold)])
         ev.params.areaRng, ev.params.areaRngLbl = [[0.0, 1e5 ** 2]], ["all"]
-        ev.params.maxDets = [MAX_DETS]
-    if image_ids is not None:
-        ev.params.imgIds = sorted(image_ids)
-    if category_ids is not None:
-        ev.params.catIds = sorted(category_ids)
+        ev.params.maxDets = [int(max_dets)]
+    ev.params.useCats = int(use_categories)
     ev.evaluate()
     ev.accumulate()
     return ev
-
-
-def _grid_index(thresholds, iou_threshold):
-    hits = np.flatnonzero(np.isclose(thresholds, float(iou_threshold)))
-    return int(hits[0]) if hits.size else None
-
-
-def _crowd_matches(coco_gt, coco_dt, iou_type, iou_threshold, cached_ious) -> np.ndarray:
-    """Per class, how many predictions matched an ``iscrowd`` object at the threshold: COCO
-    ignores those (neither TP nor FP), so precision must leave them out. Only the images and
-    classes that have a crowd object are looked at again."""
-    counts = np.zeros(len(coco_gt.cats), dtype=np.int64)
-    crowd = [a for a in coco_gt.anns.values() if a["iscrowd"]]
-    if not crowd or not coco_dt.anns:
-        return counts
-    ev = _run_cocoeval(coco_gt, coco_dt, iou_type, iou_threshold=iou_threshold,
-                       image_ids={a["image_id"] for a in crowd},
-                       category_ids={a["category_id"] for a in crowd}, cached_ious=cached_ious)
-    for pair in ev.eval["matched"]:  # "dtId_gtId" -> IoU
-        dt_id, gt_id = (int(v) for v in pair.split("_", 1))
-        if coco_gt.anns[gt_id]["iscrowd"]:
-            counts[coco_dt.anns[dt_id]["category_id"] - 1] += 1
-    return counts
 
 
 def _quiet(*_args, **_kwargs):
     """faster-coco-eval prints progress through this; metrics calls stay silent."""
 
 
+def _pairs(matched) -> np.ndarray:
+    """The library's ``{"dtId_gtId": IoU}`` as 0-based (prediction, ground truth) index rows."""
+    if not matched:
+        return np.zeros((0, 2), dtype=np.int64)
+    return np.array([key.split("_", 1) for key in matched], dtype=np.int64) - 1
+
+
+def _outcomes(matched, gt_crowd, count) -> np.ndarray:
+    """Per deployed prediction: a true positive (matched to an object), ignored (matched to a crowd
+    region) or a false positive (unmatched)."""
+    out = np.full(count, voc.FALSE_POSITIVE, dtype=np.int64)
+    pairs = _pairs(matched)
+    out[pairs[:, 0]] = np.where(gt_crowd[pairs[:, 1]] == 1, voc.IGNORED, voc.TRUE_POSITIVE)
+    return out
+
+
 def _above(predictions: list[dict], score_threshold: float | None) -> list[dict]:
     """``predictions`` without the entries scoring under ``score_threshold`` (the same list when
-    none is under it, so that the caller can skip a second evaluation)."""
+    none is under it, so that the caller can reuse what it computed for all of them)."""
     if score_threshold is None:
         return predictions
     keep = [np.asarray(p.get("scores", []), dtype=np.float64).reshape(-1) >= float(score_threshold)
@@ -337,88 +196,96 @@ def _above(predictions: list[dict], score_threshold: float | None) -> list[dict]
     return out
 
 
-def _per_label(grid, at_threshold, t_index, counted, coco_gt, labels):
-    """Per class: AP from ``at_threshold``/``grid``; precision, recall and TP/FP from ``counted``
-    = (evaluation at the IoU threshold, its index, crowd matches, the predictions counted)."""
-    count_eval, count_index, crowd_hits, coco_dt = counted
-    n_gt = np.zeros(len(labels), dtype=np.int64)
-    for ann in coco_gt.anns.values():
-        if not ann["iscrowd"]:
-            n_gt[ann["category_id"] - 1] += 1
-    n_dt = _counted_predictions(coco_dt, len(labels))
-    out = {}
+def _deployed_coco_stats(grid, coco_gt, coco_deployed, iou_type, same, count):
+    """COCO's 12 numbers over the deployed boxes (Azure's coco_score); Azure's own answer when
+    there is no box at all: twelve zeros."""
+    if count == 0:
+        return [0.0] * 12
+    if same:
+        return list(grid.stats[:12])
+    ev = _run_cocoeval(coco_gt, coco_deployed, iou_type)
+    ev.summarize()
+    return list(ev.stats[:12])
+
+
+# ----------------------------------------------------------------------------- results
+
+def _visionml_keys(grid, dt, objects, summaries, labels, metric_type, iou_type, iou_threshold,
+                   score_threshold) -> dict:
+    per_label, curves = {}, {}
     for k, name in enumerate(labels):
-        recall = _defined(count_eval.eval["recall"][count_index, k, 0, -1])
-        # COCO's recall is TP / GT exactly, so TP comes back as an integer
-        tp = int(round(recall * n_gt[k])) if recall is not None else 0
-        scored = int(n_dt[k] - crowd_hits[k])  # predictions that are TP or FP
-        precision = tp / scored if scored > 0 else (0.0 if n_gt[k] > 0 else None)
-        out[name] = {
-            "average_precision": _ap(at_threshold.eval["precision"][t_index, :, k, 0, -1]),
-            "average_precision_coco": _ap(grid.eval["precision"][:, :, k, 0, -1]),
-            "precision": precision,
-            "recall": recall,
-            "num_ground_truth": int(n_gt[k]),
-            "num_predictions": int(n_dt[k]),
+        mine = dt["labels"] == k
+        outcome, scores = dt["outcome"][mine], dt["scores"][mine]
+        tp, fp = int((outcome == voc.TRUE_POSITIVE).sum()), int((outcome == voc.FALSE_POSITIVE).sum())
+        n_gt = int(objects[k])
+        per_label[name] = {
+            "average_precision": summaries[name]["average_precision"],
+            "average_precision_coco": _coco_ap(grid.eval["precision"][:, :, k, 0, -1]),
+            "precision": tp / (tp + fp) if tp + fp else (0.0 if n_gt else None),
+            "recall": tp / n_gt if n_gt else None,
+            "num_ground_truth": n_gt,
+            "num_predictions": int(mine.sum()),
             "true_positives": tp,
-            "false_positives": scored - tp,
+            "false_positives": fp,
         }
-    return out
-
-
-def _counted_predictions(coco_dt, num_classes) -> np.ndarray:
-    """Predictions per class that COCO looks at: at most MAX_DETS per image and class."""
-    per_image_class: dict[tuple[int, int], int] = {}
-    for ann in coco_dt.anns.values():
-        key = (ann["image_id"], ann["category_id"])
-        per_image_class[key] = per_image_class.get(key, 0) + 1
-    counts = np.zeros(num_classes, dtype=np.int64)
-    for (_, category_id), n in per_image_class.items():
-        counts[category_id - 1] += min(n, MAX_DETS)
-    return counts
-
-
-def _assemble(grid, per_label, pr_curve, coco_gt, iou_type, metric_type, iou_threshold):
-    notes = []
-    with_gt = [m for m in per_label.values() if m["num_ground_truth"] > 0]
-    if not with_gt:
-        notes.append("no ground-truth objects in the evaluation set: AP is undefined, "
-                     "mean_average_precision is reported as 0.0")
-    absent = [name for name, m in per_label.items() if m["num_ground_truth"] == 0]
-    if with_gt and absent:
-        notes.append(f"classes without ground truth are left out of the means: {', '.join(absent)}")
-    voc_map = _mean([m["average_precision"] for m in with_gt])
-    coco_map = _mean([m["average_precision_coco"] for m in with_gt])
+        if n_gt:
+            curves[name] = [round(v, 6) for v in voc.envelope(outcome, scores, n_gt, RECALL_POINTS)]
+    with_gt = [name for k, name in enumerate(labels) if objects[k] > 0]
+    voc_map = _mean([per_label[name]["average_precision"] for name in with_gt])
     return {
-        "mean_average_precision": coco_map if metric_type == "coco" else voc_map,
+        "mean_average_precision": voc_map,
         "voc_mean_average_precision": voc_map,
-        "coco_mean_average_precision": coco_map,
-        "precision": _mean([m["precision"] for m in per_label.values()]),
-        "recall": _mean([m["recall"] for m in per_label.values()]),
+        "coco_mean_average_precision": _mean([per_label[name]["average_precision_coco"] for name in with_gt]),
+        "precision": _mean([summaries[name]["precision"] for name in labels]),
+        "recall": _mean([summaries[name]["recall"] for name in labels]),
         "metric_type": metric_type,
         "iou_type": iou_type,
         "iou_threshold": float(iou_threshold),
-        "num_images": len(coco_gt.dataset["images"]),
+        "score_threshold": None if score_threshold is None else float(score_threshold),
+        "num_images": len(grid.params.imgIds),
         "coco": {name: _defined(v) for name, v in zip(COCO_STAT_NAMES, grid.stats[:12])},
-        "per_label_metrics": per_label,
-        "pr_curve": pr_curve,
-        "notes": notes,
+        "per_label": per_label,
+        "voc_pr_curve": {"recall": [round(float(r), 4) for r in RECALL_POINTS], "precision": curves},
+        "notes": _notes(labels, with_gt),
     }
 
 
-def _ap(precision: np.ndarray):
+def _azure_keys(summaries, dt, gt, objects, iou_type) -> dict:
+    out = {azure_keys.PER_LABEL_METRICS: {name: azure_keys.per_label_entry(s) for name, s in summaries.items()},
+           azure_keys.pr_curve_key(): azure_keys.pr_curve(
+               voc.precision_recall(dt["outcome"], dt["scores"], int(objects.sum())))}
+    for name, summary in summaries.items():
+        curve = azure_keys.pr_curve(summary)
+        if curve["recall"]:  # Azure logs no table for a class without a defined point
+            out[azure_keys.pr_curve_key(name)] = curve
+    if iou_type == "bbox":
+        with_objects = len(np.unique(gt["image"][gt["iscrowd"] == 0]))
+        image = voc.image_level(dt["outcome"], dt["scores"], dt["image"], with_objects)
+        out[azure_keys.IMAGE_LEVEL] = {key: azure_keys.value(v) for key, v in image.items()}
+    return out
+
+
+def _confusion_keys(matched, gt, dt, objects, labels) -> dict:
+    """Azure's confusion matrices: class-agnostic matches of deployed boxes to objects."""
+    pairs = _pairs(matched)
+    pairs = pairs[gt["iscrowd"][pairs[:, 1]] == 0]  # a crowd region is no object to confuse
+    rows = np.stack([gt["labels"][pairs[:, 1]], dt["labels"][pairs[:, 0]], dt["scores"][pairs[:, 0]]], axis=1)
+    return {azure_keys.confusion_matrix_key(t): azure_keys.confusion_matrix(labels, matrix, missed=True)
+            for t, matrix in voc.confusion_matrices(objects, rows).items()}
+
+
+def _notes(labels, with_gt) -> list[str]:
+    if not with_gt:
+        return ["no ground-truth objects in the evaluation set: AP is undefined, "
+                "mean_average_precision is reported as 0.0"]
+    absent = [name for name in labels if name not in with_gt]
+    return [f"classes without ground truth are left out of the means: {', '.join(absent)}"] if absent else []
+
+
+def _coco_ap(precision: np.ndarray):
     """Mean of COCO's interpolated precision where defined; ``None`` for a class without GT."""
     valid = precision[precision > -1]
     return float(valid.mean()) if valid.size else None
-
-
-def _pr_curve(ev, t_index, labels) -> dict:
-    curves = {}
-    for k, name in enumerate(labels):
-        p = ev.eval["precision"][t_index, :, k, 0, -1]
-        if (p > -1).any():
-            curves[name] = [round(float(v), 6) for v in p]
-    return {"recall": [round(float(r), 4) for r in ev.params.recThrs], "precision": curves}
 
 
 def _defined(value):

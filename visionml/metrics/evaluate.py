@@ -45,13 +45,14 @@ def evaluate_predictor(predictor, data, *, datastores: dict[str, str] | None = N
                        batch_size: int | None = None, progress: bool = False) -> dict:
     """``evaluate_model`` for an already loaded predictor (anything with ``task``, ``labels``,
     ``settings`` and ``raw_predict(pil_images)``; with ``scoring_down_to(threshold)``, as
-    ``Predictor`` has, detectors are scored down to ``AP_SCORE_FLOOR`` for AP)."""
+    ``Predictor`` has, detectors are scored down to ``AP_SCORE_FLOOR`` for the COCO summary)."""
     from ..data.reader import read_dataset
 
     task = get_task(predictor.task)
     loaded = read_dataset(data, task, datastores=datastores)
     _check_labels(loaded, predictor.labels, task)
-    # AP from boxes down to a low score; precision/recall at the deployment's threshold (metrics_for_task).
+    # Boxes down to a low score: the COCO summary counts them all, Azure's numbers (the primary among
+    # them) only those at or above the deployment's box_score_threshold (docs/metrics.md).
     floor = getattr(predictor, "scoring_down_to", None)
     records, skipped = _usable(predictor, loaded.records)
     with floor(AP_SCORE_FLOOR) if floor is not None else contextlib.nullcontext():

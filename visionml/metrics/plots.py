@@ -42,10 +42,10 @@ def save_classification_plots(out_dir, y_true, probs, labels: list[str], *, mult
 
 def save_detection_plots(out_dir, metrics: dict, labels: list[str] | None = None) -> list[Path]:
     """Write pr_curves.png and average_precision.png from a ``detection_metrics`` result (its
-    ``pr_curve`` and ``per_label_metrics``), so plots can be redrawn from metrics.json alone."""
+    ``voc_pr_curve`` and ``per_label``), so plots can be redrawn from metrics.json alone."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    labels = list(labels if labels is not None else metrics["per_label_metrics"])
+    labels = list(labels if labels is not None else metrics["per_label"])
     paths = [out / "pr_curves.png", out / "average_precision.png"]
     _save(_detection_pr(metrics, labels), paths[0])
     _save(_ap_bars(metrics, labels), paths[1])
@@ -164,7 +164,7 @@ def _curves(onehot, probs, labels, kind):
 def _detection_pr(metrics, labels):
     fig = _figure()
     ax = fig.add_subplot()
-    curve = metrics.get("pr_curve", {})
+    curve = metrics.get("voc_pr_curve", {})
     recall = curve.get("recall", [])
     drawn, skipped = 0, []
     for name in labels:
@@ -172,20 +172,19 @@ def _detection_pr(metrics, labels):
         if precision is None:
             skipped.append(name)
             continue
-        ap = metrics["per_label_metrics"][name]["average_precision"]
+        ap = metrics["per_label"][name]["average_precision"]
         ax.plot(recall, precision, label=f"{name} (AP {ap:.3f})")
         drawn += 1
     _frame(ax, "recall", "precision")
-    iou = metrics.get("iou_threshold", 0.5)
-    ax.set_title(f"Precision-recall per class at IoU {iou:g} ({metrics.get('iou_type', 'bbox')})")
+    ax.set_title(f"Precision envelope per class, {_scored(metrics)}")
     _legend_or_note(ax, drawn, skipped, "no ground truth")
-    if drawn and not any(metrics["per_label_metrics"][n]["num_predictions"] for n in labels):
+    if drawn and not any(metrics["per_label"][n]["num_predictions"] for n in labels):
         _note(ax, "no predictions: precision is 0 at every recall")
     return fig
 
 
 def _ap_bars(metrics, labels):
-    per_label = metrics["per_label_metrics"]
+    per_label = metrics["per_label"]
     values = [per_label[name]["average_precision"] for name in labels]
     fig = _figure(max(6.4, 0.4 * len(labels)), 4.8)
     ax = fig.add_subplot()
@@ -197,11 +196,18 @@ def _ap_bars(metrics, labels):
     ax.set_xticks(range(len(labels)), labels, rotation=45 if len(labels) > 4 else 0, ha="right")
     ax.set_ylim(0, 1.08)
     ax.set_ylabel("average precision")
-    ax.set_title(f"AP per class at IoU {metrics.get('iou_threshold', 0.5):g}; "
-                 f"mAP {metrics.get('mean_average_precision', 0.0):.3f}")
+    ax.set_title(f"VOC AP per class, {_scored(metrics)}; mean {metrics.get('voc_mean_average_precision', 0.0):.3f}")
     if all(v is None for v in values):
         _note(ax, "no ground-truth objects: AP is undefined")
     return fig
+
+
+def _scored(metrics) -> str:
+    """What the VOC numbers were computed on, for a title."""
+    threshold = metrics.get("score_threshold")
+    boxes = "boxes" if metrics.get("iou_type", "bbox") == "bbox" else "masks"
+    over = f"{boxes} scoring >= {threshold:g}" if threshold is not None else f"all {boxes}"
+    return f"IoU {metrics.get('iou_threshold', 0.5):g}, {over}"
 
 
 def _frame(ax, xlabel, ylabel):

@@ -191,12 +191,14 @@ class DetectionTask(Task):
         metric_type = hp["validation_metric_type"]
         notes = []
         if metric_type == "none":
-            # Azure then skips validation metrics; visionml still needs a score to pick the best epoch.
+            # Azure then computes no validation metrics; visionml still reports them, the 'voc' way.
             metric_type = "voc"
             notes.append("validation_metric_type 'none': mean_average_precision computed the 'voc' way")
+        # Azure's numbers count the boxes a deployment returns (box_score_threshold); the COCO summary
+        # counts every prediction given (validation and evaluate give them down to AP_SCORE_FLOOR).
         metrics = detection_metrics(ground_truth, predictions, labels, iou_type=self.iou_type,
                                     metric_type=metric_type, iou_threshold=float(hp["validation_iou_threshold"]),
-                                    score_threshold=hp["box_score_threshold"])
+                                    score_threshold=float(hp["box_score_threshold"]))
         metrics["notes"] = notes + metrics["notes"]
         return metrics
 
