@@ -58,7 +58,7 @@ def test_evaluate_writes_metrics_and_plots(setups, task, primary, tmp_path, caps
     pngs = sorted(p.name for p in plots.iterdir())
     if task == MULTICLASS:
         assert metrics["num_samples"] == 2 and pngs == ["confusion_matrix.png", "pr_curves.png", "roc_curves.png"]
-        assert sum(map(sum, metrics["confusion_matrix"]["matrix"])) == 2
+        assert sum(map(sum, metrics["confusion_matrix"]["data"]["matrix"])) == 2
     else:
         assert metrics["num_images"] == 2 and metrics["iou_type"] == "segm"
         assert pngs == ["average_precision.png", "pr_curves.png"]

@@ -25,7 +25,8 @@ P = [[0.70, 0.20, 0.10],
 def test_multiclass_hand_computed():
     m = multiclass_metrics(Y, P, LABELS)
     assert m["accuracy"] == pytest.approx(3 / 4)
-    assert m["confusion_matrix"] == {"labels": LABELS, "matrix": [[1, 1, 0], [0, 1, 0], [0, 0, 1]]}
+    assert m["confusion_matrix"] == {"schema_type": "confusion_matrix", "schema_version": "1.0.0",
+                                     "data": {"class_labels": LABELS, "matrix": [[1, 1, 0], [0, 1, 0], [0, 0, 1]]}}
     # per class: a P=1 R=1/2 F1=2/3; b P=1/2 R=1 F1=2/3; c P=R=F1=1; supports 2, 1, 1
     # a's AP: ranked by score a's samples come 1st and 3rd: precision 1 at recall 1/2, 2/3 at recall 1
     assert m["per_label"]["a"] == pytest.approx({"precision": 1.0, "recall": 0.5, "f1_score": 2 / 3, "support": 2,
@@ -68,8 +69,8 @@ def test_class_absent_from_ground_truth_is_left_out_of_auc():
     a, b = m["per_label"]["a"]["AUC"], m["per_label"]["b"]["AUC"]
     assert m["AUC_macro"] == pytest.approx((a + b) / 2)
     assert "c" in m["notes"][0]
-    assert m["confusion_matrix"]["matrix"][2] == [0, 0, 0]
-    assert m["confusion_matrix"]["matrix"][1] == [0, 1, 1]  # a "b" predicted as the absent "c"
+    assert m["confusion_matrix"]["data"]["matrix"][2] == [0, 0, 0]
+    assert m["confusion_matrix"]["data"]["matrix"][1] == [0, 1, 1]  # a "b" predicted as the absent "c"
     json.dumps(m, allow_nan=False)
 
 
@@ -86,7 +87,7 @@ def test_single_class_and_no_samples():
     one = multiclass_metrics([0, 0, 0], [[1.0], [1.0], [1.0]], ["only"])
     assert one["accuracy"] == 1.0
     assert one["AUC_macro"] is None and one["log_loss"] is None
-    assert one["confusion_matrix"]["matrix"] == [[3]]
+    assert one["confusion_matrix"]["data"]["matrix"] == [[3]]
     json.dumps(one, allow_nan=False)
     empty = multiclass_metrics([], np.zeros((0, 2)), ["a", "b"])
     assert empty["accuracy"] == 0.0 and empty["num_samples"] == 0 and "no samples" in empty["notes"][0]

@@ -19,6 +19,11 @@ Defined values where a metric is undefined (all documented in ``notes`` of the r
 * No samples at all: the scores are 0.0 (the training loop needs a number to compare).
 * Multi-label ``accuracy`` is scikit-learn's subset accuracy (all labels of a sample right).
 
+Azure's own keys are there too, in Azure's shapes (``azure_keys``; docs/metrics.md): the
+per-class ``*_classwise`` dicts, the ``*_binary`` scores (two classes: of the second class,
+``labels[1]``; otherwise undefined), ``classification_report``, and for multi-class
+``confusion_matrix`` and ``accuracy_table``. Where Azure's scoring writes NaN they hold ``None``.
+
 The result is plain floats, ints, strings, ``None``, lists and dicts: JSON without NaN.
 """
 
@@ -28,7 +33,15 @@ import warnings
 
 import numpy as np
 
+from . import azure_keys
+
 _AVERAGES = ("macro", "micro", "weighted")
+_CLASSWISE = {"precision_score_classwise": "precision", "recall_score_classwise": "recall",
+              "f1_score_classwise": "f1_score", "AUC_classwise": "AUC",
+              "average_precision_score_classwise": "average_precision"}
+_BINARY = {"precision_score_binary": "precision", "recall_score_binary": "recall", "f1_score_binary": "f1_score",
+           "AUC_binary": "AUC", "average_precision_score_binary": "average_precision"}
+ACCURACY_TABLE_POINTS = 100  # Azure's AccuracyTable.NUM_POINTS
 
 
 def multiclass_metrics(y_true, probs, labels: list[str]) -> dict:
@@ -50,7 +63,9 @@ def multiclass_metrics(y_true, probs, labels: list[str]) -> dict:
     ranking, auc, ap = _ranking_metrics(onehot, probs, labels, notes)
     out.update(ranking)
     out["per_label"] = _per_label(y_true, y_pred, onehot.sum(axis=0), labels, auc, ap)
-    out["confusion_matrix"] = {"labels": list(labels), "matrix": _confusion(y_true, y_pred, classes)}
+    out.update(_azure_keys(out["per_label"], onehot, np.eye(len(labels), dtype=np.int64)[y_pred], labels))
+    out["confusion_matrix"] = azure_keys.confusion_matrix(labels, _confusion(y_true, y_pred, classes))
+    out["accuracy_table"] = _accuracy_table(onehot, probs, labels)
     out["num_samples"] = len(y_true)
     out["notes"] = notes
     return out
@@ -78,6 +93,8 @@ def multilabel_metrics(y_true, probs, labels: list[str], threshold: float = 0.5)
     ranking, auc, ap = _ranking_metrics(y_true, probs, labels, notes)
     out.update(ranking)
     out["per_label"] = _per_label(y_true, y_pred, y_true.sum(axis=0), labels, auc, ap)
+    out.update(_azure_keys(out["per_label"], y_true, y_pred, labels, multilabel=True))
+    out["iou_classwise"] = _iou_classwise(y_true, y_pred, labels)
     out["num_samples"] = len(y_true)
     out["notes"] = notes
     return out
@@ -230,3 +247,76 @@ def _ranking_metrics(onehot, probs, labels, notes) -> tuple[dict, dict, dict]:
     out["average_precision_score_micro"] = \
         float(skm.average_precision_score(flat_true, flat_score)) if micro_ok else None
     return out, auc, ap
+
+
+# ----------------------------------------------------------------------------- Azure's keys
+
+def _azure_keys(per_label: dict, y_true_bin, y_pred_bin, labels, *, multilabel: bool = False) -> dict:
+    """Azure's classwise and binary scores (from the per-class values above) and its
+    ``classification_report``. ``y_true_bin``, ``y_pred_bin``: {0,1}[N, C]."""
+    out = {key: _classwise(labels, [per_label[name][field] for name in labels]) for key, field in _CLASSWISE.items()}
+    positive = per_label[labels[1]] if len(labels) == 2 and not multilabel else None  # Azure's positive class
+    out.update({key: positive[field] if positive else None for key, field in _BINARY.items()})
+    out["classification_report"] = _classification_report(y_true_bin, y_pred_bin, labels)
+    return out
+
+
+def _classwise(labels, values) -> dict:
+    return {str(name): None if v is None else float(v) for name, v in zip(labels, values)}
+
+
+def _iou_classwise(y_true, y_pred, labels) -> dict:
+    """Per class the Jaccard index of the images that have it and those predicted to (0 for a class
+    neither has: scikit-learn's default, which Azure keeps here)."""
+    from sklearn import metrics as skm
+
+    if len(y_true) == 0:
+        return _classwise(labels, [None] * len(labels))
+    return _classwise(labels, skm.jaccard_score(y_true, y_pred, average=None, zero_division=0))
+
+
+def _classification_report(y_true_bin, y_pred_bin, labels) -> dict | None:
+    """scikit-learn's classification report in Azure's form: a row per class, then the micro,
+    macro and weighted averages, each [precision, recall, f1-score, support]."""
+    from sklearn import metrics as skm
+
+    if len(y_true_bin) == 0:
+        return None
+    report = skm.classification_report(y_true_bin, y_pred_bin, labels=list(range(len(labels))),
+                                       target_names=[str(name) for name in labels], output_dict=True, zero_division=0)
+    average = [name for name in ("micro avg", "macro avg", "weighted avg") if name in report]
+    matrix = [[float(report[key][m]) for m in ("precision", "recall", "f1-score", "support")]
+              for key in [str(name) for name in labels] + average]
+    return {"schema_type": "classification_report", "schema_version": "1.0.0",
+            "data": {"class_labels": [str(name) for name in labels], "average": average, "matrix": matrix}}
+
+
+def _accuracy_table(onehot, probs, labels) -> dict | None:
+    """Azure's accuracy table: per class (one vs rest) the counts [TP, FP, TN, FN] with "predicted"
+    meaning a probability at or above the threshold, at 100 evenly spaced probability thresholds
+    and at the 100 matching percentiles of all probabilities. A class without samples gets zeros,
+    as Azure writes it."""
+    if len(probs) == 0:
+        return None
+    probability = np.linspace(0.0, 1.0, ACCURACY_TABLE_POINTS)
+    percentile = np.percentile(probs.ravel(), probability * 100)
+    return {"schema_type": "accuracy_table", "schema_version": "1.0.1",
+            "data": {"probability_tables": _confusion_counts(onehot, probs, probability),
+                     "percentile_tables": _confusion_counts(onehot, probs, percentile),
+                     "probability_thresholds": probability.tolist(), "percentile_thresholds": percentile.tolist(),
+                     "class_labels": [str(name) for name in labels]}}
+
+
+def _confusion_counts(onehot, probs, thresholds) -> list:
+    tables = []
+    for k in range(probs.shape[1]):
+        positives = int(onehot[:, k].sum())
+        if positives == 0:
+            tables.append([[0, 0, 0, 0]] * len(thresholds))
+            continue
+        order = np.argsort(probs[:, k], kind="stable")
+        below = np.searchsorted(probs[order, k], thresholds, side="left")  # predicted negative
+        fn = np.concatenate([[0], np.cumsum(onehot[order, k])])[below]
+        tn = below - fn
+        tables.append(np.stack([positives - fn, len(probs) - positives - tn, tn, fn], axis=1).tolist())
+    return tables
