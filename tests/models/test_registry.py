@@ -39,7 +39,7 @@ def test_name_for_another_task_lists_the_tasks_models():
 
 def test_spec_metadata():
     assert get_spec("resnet18").gradcam_layer == "layer4"
-    assert get_spec("vitb16r224").gradcam_layer is None and get_spec("vitb16r224").fixed_input_size
+    assert get_spec("vitb16r224").gradcam_layer is None and get_spec("vitb16r224").same_crop_sizes
     assert 11e6 < get_spec("resnet18").parameters < 12e6
     assert get_spec("ssdlite320_mobilenet_v3_large").parameters < get_spec("fasterrcnn_resnet50_fpn").parameters
 

@@ -28,6 +28,12 @@ UNSUPPORTED = {
 }
 
 
+# Azure clips every gradient before each optimizer step (common/constants.py TrainingCommonSettings):
+# each component to [-5, 5] by default, the total norm to 1 for its ViTs.
+CLIP_BY_VALUE = ("value", 5.0)
+CLIP_BY_NORM = ("norm", 1.0)
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """What the rest of visionml needs to know about a model without building it."""
@@ -37,7 +43,10 @@ class ModelSpec:
     source: str  # "torchvision" or "timm"
     builder: Callable  # (spec, task, num_classes, pretrained, hp, fetch) -> nn.Module
     input_size: int | None = None  # classification crop size the weights were trained at
-    fixed_input_size: bool = False  # ViT: crop size must equal input_size
+    fixed_input_size: bool = False  # takes input_size only (no registered model: ViTs resize their embeddings)
+    same_crop_sizes: bool = False
+    """Trains at ``validation_crop_size`` (Azure forces ``training_crop_size`` to it for its ViTs)."""
+    patch_size: int | None = None  # ViT: the crop must hold at least one patch
     gradcam_layer: str | None = None  # dotted module name of the last conv stage; None for ViT
     weights: str | None = None  # "torchvision:EnumName.MEMBER" or "timm:model.tag"
     description: str = ""
@@ -45,6 +54,10 @@ class ModelSpec:
     std: tuple[float, float, float] = IMAGENET_STD
     hp_defaults: dict = field(default_factory=dict)
     """Azure's defaults for this model ({key: value}, or {task name: {key: value}} per task)."""
+    grad_clip: tuple[str, float] = CLIP_BY_VALUE
+    """How training clips gradients before each step, as Azure does for this model: ("value", limit)
+    clips each gradient component, ("norm", max_norm) the total norm. Not a hyperparameter: Azure's
+    jobs cannot set it either."""
     cpu_cost: tuple[float, int] | None = None
     """(training seconds per image on a 2-core CPU in fp32, at this image side): measured on this model."""
 
