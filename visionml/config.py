@@ -8,7 +8,17 @@ that the ``cpu`` preset needs; Azure jobs never set them, so their defaults chan
 ``resolve_hyperparameters(task, overrides, preset)`` layers defaults < model defaults < preset
 < overrides, parses strings by type, range-checks, rejects unknown keys with the closest names,
 and returns a frozen ``Hyperparameters``: every key of the task, typed, read as ``hp["key"]`` or
-``hp.key``, so no reader restates a default. ``Param.parse`` is the one value parser (``--set``,
+``hp.key``, so no reader restates a default.
+
+Every key an Azure AutoML image job accepts is accepted here, in its CLI/SDK v2 spelling (the
+canonical name, saved in config.json and the manifest) and in the SDK v1 / internal spellings of
+Azure's own code (``Param.aliases``: ``box_score_thresh``, ``lr_scheduler``, ``valid_crop_size``,
+...). ``canonical_overrides`` is the one place a key is resolved: an alias becomes its canonical
+name, a key that only Azure's yolov5 or Azure's service reads is dropped with a note
+(``NOTED_KEYS``), a key that names something visionml cannot do fails with what to do instead
+(``REFUSED_KEYS``), and anything else fails with the closest names.
+
+``Param.parse`` is the one value parser (``--set``,
 ``xai_parameters`` and job YAMLs all use it). Parameters marked ``inference=True`` are the ones a
 deployment may change (``visionml predict/serve --set``).
 """
@@ -30,8 +40,9 @@ CLS = ("classification",)
 DET = ("detection",)
 SEG = ("segmentation",)
 
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
+# Azure parses booleans with strtobool (y/yes/t/true/on/1) and its log_* settings as Enable/Disable.
+_TRUE = {"true", "1", "yes", "on", "y", "t", "enable", "enabled"}
+_FALSE = {"false", "0", "no", "off", "n", "f", "disable", "disabled"}
 _NONE = {"none", "null", ""}
 
 
@@ -53,6 +64,10 @@ class Param:
     inference: bool = False
     """A deployment may change it without retraining (``--set`` on predict, serve, evaluate)."""
     help: str = ""
+    aliases: tuple[str, ...] = ()
+    """Azure's other spellings of this key (SDK v1 and its internal settings names)."""
+    clamp: bool = False
+    """Out of [low, high]: clamped with a warning (as Azure does) instead of refused."""
 
     def applies_to(self, task) -> bool:
         return any(group in get_task(task).param_groups for group in self.groups)
@@ -68,18 +83,29 @@ class Param:
 
     def parse(self, raw, task: str | None = None):
         """Turn ``raw`` (a string from --set, or a YAML/JSON value) into a checked value."""
+        return self.parse_noted(raw, task)[0]
+
+    def parse_noted(self, raw, task: str | None = None) -> tuple[Any, str | None]:
+        """``(value, warning or None)``: ``parse``, saying when a ``clamp`` parameter was clamped."""
         is_choice = isinstance(raw, str) and raw.strip().lower() in (str(c).lower() for c in self.choices)
         if raw is None or (isinstance(raw, str) and raw.strip().lower() in _NONE and not is_choice):
             if self.optional:
-                return None
+                return None, None
             raise UsageError(f"{self.name} needs a value ({self.describe()})")
         value = _PARSERS[self.kind](self, raw)
+        note = None
+        if self.clamp and isinstance(value, (int, float)) and not isinstance(value, bool):
+            clamped = min(max(value, self.low), self.high)
+            if clamped != value:
+                note = (f"warning: {self.name}={raw!r} is outside [{_fmt(self.low, '')}, {_fmt(self.high, '')}]: "
+                        f"clamped to {clamped:g}, as Azure does")
+                value = clamped
         self._check_range(value, raw)
         if self.kind == "model" and task is not None:
             from .models.registry import get_spec
 
             value = get_spec(value, task).name
-        return value
+        return value, note
 
     def _check_range(self, value, raw) -> None:
         items = value if isinstance(value, tuple) else (value,)
@@ -207,8 +233,9 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     Param("nesterov", "bool", True),
     Param("beta1", "float", 0.9, low=0, high=1),
     Param("beta2", "float", 0.999, low=0, high=1),
-    Param("ams_gradient", "bool", False),
-    Param("learning_rate_scheduler", "choice", "warmup_cosine", choices=("warmup_cosine", "step")),
+    Param("ams_gradient", "bool", False, aliases=("amsgrad",)),
+    Param("learning_rate_scheduler", "choice", "warmup_cosine", choices=("warmup_cosine", "step"),
+          aliases=("lr_scheduler",)),
     Param("warmup_cosine_lr_cycles", "float", 0.45, low=0, high=1),
     Param("warmup_cosine_lr_warmup_epochs", "int", 2, low=0),
     Param("step_lr_gamma", "float", 0.5, low=0, high=1),
@@ -217,33 +244,56 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     Param("early_stopping_patience", "int", 5, low=1),
     Param("early_stopping_delay", "int", 5, low=0),
     Param("evaluation_frequency", "int", 1, low=1),
-    Param("checkpoint_frequency", "int", None, low=1, optional=True,
-          help="also keep checkpoints/epoch_NNN.pt every N epochs; none = only last.pt (resume) and "
-               "the best epoch's model/ (Azure's default)"),
+    Param("checkpoint_frequency", "int", 1, low=1, optional=True,
+          help="keep checkpoints/epoch_NNN.pt (the full training state) every N epochs, as Azure keeps "
+               "{epoch}_model.pt; none = only last.pt (resume) and the best epoch's model/"),
     Param("layers_to_freeze", "int", None, low=0, optional=True),
-    Param("gradient_accumulation_step", "int", 1, low=1),
-    Param("number_of_workers", "int", None, low=0, optional=True,
+    Param("gradient_accumulation_step", "int", 1, low=1, aliases=("grad_accumulation_step",)),
+    Param("number_of_workers", "int", None, low=0, optional=True, aliases=("num_workers",),
           help="data loader workers; none = min(8, CPU count) (Azure's default is 8)"),
-    Param("validation_data_size", "float", 0.2, low=0, high=1, low_open=True, high_open=True),
+    Param("validation_data_size", "float", 0.2, low=0, high=1, low_open=True, high_open=True,
+          aliases=("split_ratio", "validation_size")),
+    Param("random_seed", "int", None, low=0, high=2**32 - 1, optional=True, aliases=("seed",),
+          help="seeds weights, shuffling and the validation split; wins over --seed; none = --seed, else a "
+               "fresh seed (saved in config.json)"),
+    Param("log_training_metrics", "bool", False,
+          help="also compute the primary metric on the training batches at each evaluation "
+               "(history.csv: PRIMARY_train); costs one more forward pass per training batch"),
+    Param("log_validation_loss", "bool", True,
+          help="the validation loss at each evaluation (history.csv: validation_loss); detectors pay one "
+               "more forward pass per validation batch"),
+    Param("enable_onnx_normalization", "bool", False,
+          help="Azure: the ONNX graph takes 0-255 pixels and normalises inside. Saved with the model; visionml "
+               "export does not read it yet"),
+    Param("distributed", "bool", True,
+          help="Azure: train on every GPU of the node. visionml trains distributed when started under "
+               "torchrun; false refuses a torchrun launch of more than one process"),
     # --- classification (Azure) ---
     Param("weighted_loss", "choice", 0, groups=CLS, choices=(0, 1, 2),
           help="0 none, 1 sqrt(class weights), 2 class weights"),
     # Upper bounds on image sizes: far above any real setting, low enough that a typo (or an edited
     # manifest) fails here instead of allocating tens of gigabytes per image.
-    Param("training_crop_size", "int", 224, groups=CLS, low=1, high=4096),
-    Param("validation_crop_size", "int", 224, groups=CLS, low=1, high=4096, inference=True),
-    Param("validation_resize_size", "int", 256, groups=CLS, low=1, high=4096, inference=True),
+    Param("training_crop_size", "int", 224, groups=CLS, low=1, high=4096, aliases=("train_crop_size",)),
+    Param("validation_crop_size", "int", 224, groups=CLS, low=1, high=4096, inference=True,
+          aliases=("valid_crop_size",)),
+    Param("validation_resize_size", "int", 256, groups=CLS, low=1, high=4096, inference=True,
+          aliases=("valid_resize_size",)),
     # --- detection and segmentation (Azure) ---
     Param("min_size", "int", 600, groups=DET, low=1, high=8192, inference=True),
     Param("max_size", "int", 1333, groups=DET, low=1, high=8192, inference=True),
-    Param("box_score_threshold", "float", 0.3, groups=DET, low=0, high=1, inference=True),
-    Param("nms_iou_threshold", "float", 0.5, groups=DET, low=0, high=1, inference=True),
-    Param("box_detections_per_image", "int", 100, groups=DET, low=1, inference=True),
-    Param("validation_metric_type", "choice", "voc", groups=DET, choices=("none", "coco", "voc", "coco_voc")),
-    Param("validation_iou_threshold", "float", 0.5, groups=DET, low=0.1, high=1),
+    Param("box_score_threshold", "float", 0.3, groups=DET, low=0, high=1, inference=True,
+          aliases=("box_score_thresh",)),
+    Param("nms_iou_threshold", "float", 0.5, groups=DET, low=0, high=1, inference=True,
+          aliases=("nms_iou_thresh", "box_nms_thresh")),
+    Param("box_detections_per_image", "int", 100, groups=DET, low=1, inference=True,
+          aliases=("box_detections_per_img",)),
+    Param("validation_metric_type", "choice", "voc", groups=DET, choices=("none", "coco", "voc", "coco_voc"),
+          help="none: no validation metrics; every evaluation's model replaces the last (Azure's rule)"),
+    Param("validation_iou_threshold", "float", 0.5, groups=DET, low=0.1, high=1, clamp=True),
     Param("tile_grid_size", "grid", None, groups=DET, optional=True),
     Param("tile_overlap_ratio", "float", 0.25, groups=DET, low=0, high=1, high_open=True),
-    Param("tile_predictions_nms_threshold", "float", 0.25, groups=DET, low=0, high=1),
+    Param("tile_predictions_nms_threshold", "float", 0.25, groups=DET, low=0, high=1,
+          aliases=("tile_predictions_nms_thresh",)),
     # --- instance segmentation (Azure) ---
     Param("mask_pixel_score_threshold", "float", 0.5, groups=SEG, low=0, high=1, inference=True),
     Param("max_number_of_polygon_points", "int", 100, groups=SEG, low=3, inference=True),
@@ -265,6 +315,81 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
                "any number for MobileNet FPN; none = torchvision's 32..512"),
 ]}
 
+ALIASES: dict[str, str] = {alias: p.name for p in PARAMS.values() for alias in p.aliases}
+"""Azure's SDK v1 / internal spellings -> the canonical (CLI/SDK v2) name."""
+
+_YOLO = ("applies to Azure's yolov5 only, which visionml does not have (its only maintained implementation "
+         "is AGPL-licensed): ignored. The R-CNN and RetinaNet models size images with min_size and max_size.")
+NOTED_KEYS: dict[str, tuple[tuple[str, ...], str]] = {
+    # key: (groups it belongs to, why visionml accepts it and does nothing with it)
+    "image_size": (DET, _YOLO),
+    "img_size": (DET, _YOLO),
+    "model_size": (DET, _YOLO),
+    "multi_scale": (DET, _YOLO),
+    "box_iou_thresh": (DET, _YOLO),
+    "augmentations": (ALL, "is an Azure service string visionml does not read: training uses Azure's default "
+                           "augmentations (docs/models.md, 'Augmentation')."),
+    "advanced_settings": (ALL, "carries Azure service settings (streaming images, yolov5's mosaic) that mean "
+                               "nothing on one machine: ignored."),
+}
+"""Keys an Azure job accepts that only Azure's yolov5 or Azure's service reads: accepted, not stored, and
+explained in a note."""
+
+_CHECKPOINT = ("names a checkpoint in an Azure workspace, which visionml can neither fetch nor read. To start "
+               "from earlier weights, remove it and pass --checkpoint MODEL_DIR with a visionml model folder "
+               "(an earlier run's RUN/model).")
+REFUSED_KEYS: dict[str, str] = {
+    "checkpoint_run_id": _CHECKPOINT,
+    "checkpoint_dataset_id": _CHECKPOINT,
+    "checkpoint_filename": _CHECKPOINT,
+    "checkpoint_model": _CHECKPOINT,
+}
+"""Keys an Azure job accepts whose meaning visionml cannot honour here: training without it would silently
+differ from the Azure job, so they fail, saying what to do instead."""
+
+
+def canonical_name(key: str) -> str:
+    """The canonical name of ``key`` (itself unless it is one of Azure's other spellings)."""
+    return ALIASES.get(key, key)
+
+
+def canonical_overrides(task, overrides: Mapping | None, where: str = "") -> tuple[dict, list[str]]:
+    """``(overrides keyed by canonical names, notes)``: the one place a user's key is resolved.
+
+    Aliases become their canonical names (a note lists them); two spellings of one key with different
+    values fail; ``NOTED_KEYS`` are dropped with their note; ``REFUSED_KEYS`` fail with what to do;
+    unknown keys and keys of another task fail with the closest names (``get_param``). ``where``
+    prefixes messages (e.g. the job file)."""
+    task = get_task(task)
+    prefix = f"{where}: " if where else ""
+    out: dict = {}
+    spelled: dict[str, str] = {}
+    renamed, notes = [], []
+    for key, raw in dict(overrides or {}).items():
+        key = str(key).strip()
+        if key in REFUSED_KEYS:
+            raise UsageError(f"{prefix}{key} {REFUSED_KEYS[key]}")
+        if key in NOTED_KEYS:
+            groups, why = NOTED_KEYS[key]
+            if not any(g in task.param_groups for g in groups):
+                raise UsageError(f"{prefix}hyperparameter {key!r} does not apply to {task.name}: it {why}")
+            notes.append(f"note: {prefix}{key} {why}")
+            continue
+        try:
+            name = get_param(key, task).name
+        except UsageError as exc:
+            raise UsageError(f"{prefix}{exc}") from None
+        if name in out and out[name] != raw:
+            raise UsageError(f"{prefix}{spelled[name]}={out[name]!r} and {key}={raw!r} are the same hyperparameter "
+                             f"({name}) with two values: give it once")
+        if name != key:
+            renamed.append(f"{key} -> {name}")
+        out[name], spelled[name] = raw, key
+    if renamed:
+        notes.insert(0, f"note: {prefix}Azure's other spellings saved under their v2 names: {', '.join(renamed)}")
+    return out, notes
+
+
 PRESETS = ("cpu",)
 """Named groups of settings (``--preset NAME``), defined per task (``Task.cpu_preset``); explicit
 ``--set`` values override them. ``cpu``: train from scratch on small data on a laptop-class CPU in
@@ -276,18 +401,25 @@ class Hyperparameters(Mapping):
     range-checked, frozen. Read ``hp["learning_rate"]`` or ``hp.learning_rate``; change with
     ``hp.replace(learning_rate=0.01)``, which checks the new values like ``--set`` does."""
 
-    __slots__ = ("_task", "_values")
+    __slots__ = ("_task", "_values", "_notes")
 
-    def __init__(self, task, values: dict):
+    def __init__(self, task, values: dict, notes=()):
         object.__setattr__(self, "_task", get_task(task))
         object.__setattr__(self, "_values", dict(values))
+        object.__setattr__(self, "_notes", tuple(notes))
 
     @property
     def task(self):
         return self._task
 
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What resolving these values changed or ignored, one line each ("note: ..."/"warning: ..."):
+        renamed spellings, keys only Azure's yolov5 reads, clamped values, what a preset set. Training logs them."""
+        return self._notes
+
     def __getitem__(self, key: str):
-        return self._values[key]
+        return self._values[ALIASES.get(key, key)]
 
     def __iter__(self):
         return iter(self._values)
@@ -314,9 +446,13 @@ class Hyperparameters(Mapping):
     def replace(self, **changes) -> Hyperparameters:
         """A copy with ``changes`` (raw or typed values) parsed, checked and applied."""
         values = dict(self._values)
-        values.update({key: get_param(key, self._task).parse(raw, self._task) for key, raw in changes.items()})
+        changes, notes = canonical_overrides(self._task, changes)
+        for key, raw in changes.items():
+            values[key], note = PARAMS[key].parse_noted(raw, self._task)
+            notes += [note] if note else []
+        notes += _apply_model_rules(self._task, values, set(changes))
         _check_consistency(self._task, values)
-        return Hyperparameters(self._task, values)
+        return Hyperparameters(self._task, values, (*self._notes, *notes))
 
     def to_json(self) -> dict:
         """Plain JSON values (tuples such as tile_grid_size become lists)."""
@@ -335,12 +471,16 @@ def inference_keys(task) -> tuple[str, ...]:
 
 
 def get_param(key: str, task) -> Param:
-    """The definition of ``key`` for ``task``; UsageError for unknown or other-task keys."""
+    """The definition of ``key`` (any of its spellings) for ``task``; UsageError for unknown or
+    other-task keys, and for keys visionml accepts in a job but does not keep (``NOTED_KEYS``)."""
     task = get_task(task)
-    if key not in PARAMS:
-        raise UsageError(f"unknown hyperparameter {key!r}.{did_you_mean(key, PARAMS)} "
+    if key in NOTED_KEYS or key in REFUSED_KEYS:
+        raise UsageError(f"{key} {NOTED_KEYS[key][1] if key in NOTED_KEYS else REFUSED_KEYS[key]}")
+    if canonical_name(key) not in PARAMS:
+        known = [*PARAMS, *ALIASES, *NOTED_KEYS]
+        raise UsageError(f"unknown hyperparameter {key!r}.{did_you_mean(key, known)} "
                          f"See docs/models.md for the full list.")
-    param = PARAMS[key]
+    param = PARAMS[canonical_name(key)]
     if not param.applies_to(task):
         where = ", ".join(name for name, t in _tasks().items() if param.applies_to(t))
         raise UsageError(f"hyperparameter {key!r} does not apply to {task.name}; it applies to {where}")
@@ -370,16 +510,58 @@ def resolve_hyperparameters(task, overrides: Mapping | None = None, preset: str 
     from .models.registry import get_spec
 
     task = get_task(task)
-    explicit = {key: get_param(key, task).parse(raw, task)
-                for key, raw in {**preset_values(preset, task), **dict(overrides or {})}.items()}
+    given, notes = canonical_overrides(task, overrides)
+    by_preset = preset_values(preset, task)
+    explicit = {}
+    for key, raw in {**by_preset, **given}.items():
+        explicit[key], note = get_param(key, task).parse_noted(raw, task)
+        notes += [note] if note else []
     model = explicit.get("model_name") or task.default_model
     resolved = {name: p.default_for(task) for name, p in params_for(task).items()}
     resolved["model_name"] = model
     resolved.update({key: get_param(key, task).parse(raw, task)
                      for key, raw in get_spec(model, task).defaults_for(task).items()})
     resolved.update(explicit)
+    if by_preset:
+        notes.append(_preset_note(preset, by_preset, given, resolved))
+    notes += _apply_model_rules(task, resolved, set(given))
+    if given.get("enable_onnx_normalization") is not None and resolved["enable_onnx_normalization"]:
+        notes.append("note: enable_onnx_normalization=true is saved with the model, but visionml export does not "
+                     "read it yet: its ONNX graphs keep their own input convention (docs/export.md)")
     _check_consistency(task, resolved)
-    return Hyperparameters(task, resolved)
+    return Hyperparameters(task, resolved, notes)
+
+
+def _preset_note(preset: str, by_preset: dict, given: dict, resolved: dict) -> str:
+    """One line: the keys ``--preset`` set (the values used) and the ones the user's values overrode."""
+    kept = [k for k in by_preset if k in given]
+    values = ", ".join(f"{k}={_show(resolved[k])}" for k in by_preset if k not in given)
+    return (f"note: --preset {preset} set {values or 'nothing'}"
+            + (f" (your values kept for {', '.join(kept)})" if kept else ""))
+
+
+def _show(value) -> str:
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _apply_model_rules(task, values: dict, explicit: set) -> list[str]:
+    """Azure's per-model rules that adjust values (not refuse them), with a note when one changed. ViTs
+    train at the validation crop: Azure forces ``training_crop_size`` to ``validation_crop_size``."""
+    from .models.registry import get_spec
+
+    spec = get_spec(values["model_name"], task)
+    notes = []
+    if spec.same_crop_sizes and "training_crop_size" in values \
+            and values["training_crop_size"] != values["validation_crop_size"]:
+        was = values["training_crop_size"]
+        values["training_crop_size"] = values["validation_crop_size"]
+        if "training_crop_size" in explicit:
+            notes.append(f"note: {spec.name} trains at validation_crop_size ({values['validation_crop_size']}), as "
+                         f"Azure does: training_crop_size {was} was replaced. Set validation_crop_size to train "
+                         f"at another size (the position embeddings are resized to it).")
+    return notes
 
 
 def check_supported(hp: Mapping) -> None:
@@ -412,6 +594,9 @@ def _check_consistency(task, hp: dict) -> None:
         if hp["validation_resize_size"] < hp["validation_crop_size"]:
             raise UsageError(f"validation_resize_size ({hp['validation_resize_size']}) must be at least "
                              f"validation_crop_size ({hp['validation_crop_size']})")
+        if spec.patch_size and hp["validation_crop_size"] < spec.patch_size:
+            raise UsageError(f"{spec.name} cuts the image into {spec.patch_size}-pixel patches: validation_crop_size "
+                             f"must be at least {spec.patch_size} (got {hp['validation_crop_size']})")
         if spec.fixed_input_size:
             for key in ("training_crop_size", "validation_crop_size"):
                 if hp[key] != spec.input_size:

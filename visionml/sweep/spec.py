@@ -1,4 +1,10 @@
-"""Azure AutoML image job YAML (CLI v2, ``type: automl``) -> a validated sweep specification."""
+"""Azure AutoML image job YAML (CLI v2, ``type: automl``) -> a validated sweep specification.
+
+Hyperparameter keys in ``training_parameters`` and ``search_space`` may use any spelling Azure
+accepts (``lr_scheduler``, ``box_score_thresh``, ...): they are turned into their canonical names
+here (``visionml.config.canonical_overrides``), so the trials, trials.csv and every config.json use
+one name per hyperparameter, and a search-space value replaces the fixed value of the same key
+whichever spelling each uses."""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import VisionMLError
+from ..errors import UsageError, VisionMLError
 from ..tasks import get_task
 from .space import Distribution, parse_search_space
 
@@ -89,6 +95,19 @@ def _data_path(value, base: Path, where: str) -> str:
     return str(path if path.is_absolute() else (base / path))
 
 
+def _canonical(task, params: dict, where: str, notes: list) -> dict:
+    """``params`` keyed by canonical hyperparameter names (notes for renamed and ignored keys); an
+    unknown key, or one key given twice with two values, fails naming ``where``."""
+    from ..config import canonical_overrides
+
+    try:
+        canonical, more = canonical_overrides(task, params, where)
+    except UsageError as exc:  # in a job file this is bad input (exit 1), not bad usage
+        raise VisionMLError(str(exc)) from None
+    notes.extend(note.removeprefix("note: ") for note in more)
+    return canonical
+
+
 def load_job(path: str | Path) -> JobSpec:
     """Read and validate an Azure AutoML image job YAML."""
     path = Path(path)
@@ -134,6 +153,7 @@ def parse_job(doc: dict, base: Path = Path("."), source: str = "job") -> JobSpec
     if "training_parameters" in doc and "image_model" in doc:
         raise VisionMLError(f"{source}: give training_parameters or image_model (its older name), not both")
     params = dict(doc.get("training_parameters") or doc.get("image_model") or {})
+    params = _canonical(task, params, f"{source}: training_parameters", notes)
 
     spec = JobSpec(
         task=task,
@@ -173,8 +193,13 @@ def parse_job(doc: dict, base: Path = Path("."), source: str = "job") -> JobSpec
         _unknown(policy, POLICY_KEYS[kind], f"{source}: sweep.early_termination")
         spec.early_termination = {**policy, "type": kind}
 
-    spec.raw_search_space = doc.get("search_space")
-    spec.search_space = parse_search_space(doc.get("search_space"), f"{source}: search_space")
+    raw_space = doc.get("search_space")
+    if isinstance(raw_space, dict):
+        raw_space = [raw_space]
+    if isinstance(raw_space, list) and all(isinstance(sub, dict) for sub in raw_space):
+        raw_space = [_canonical(task, sub, f"{source}: search_space[{i}]", notes) for i, sub in enumerate(raw_space)]
+    spec.raw_search_space = raw_space
+    spec.search_space = parse_search_space(raw_space, f"{source}: search_space")
     if not spec.search_space and spec.max_trials > 1:
         spec.automode = True
     if algo == "grid" and spec.search_space:

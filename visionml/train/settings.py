@@ -60,7 +60,10 @@ def settings_for(options: TrainOptions, run_dir: Path) -> Settings:
             raise UsageError(f"--precision {options.precision!r} is not one of {', '.join(PRECISIONS)}")
         overrides["precision"] = options.precision
     hp = resolve(task, overrides, options.preset)
-    seed = options.seed if options.seed is not None else random.SystemRandom().randrange(2**31)
+    # The random_seed hyperparameter (Azure's seed) wins over --seed; either is saved as both.
+    seed = hp["random_seed"] if hp["random_seed"] is not None else options.seed
+    seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
+    hp = hp.replace(random_seed=seed)
     run = {"training_data": absolute(options.training_data), "validation_data": absolute(options.validation_data),
            "pretrained": True if options.pretrained is None else bool(options.pretrained),
            "preset": options.preset, "checkpoint": absolute(options.checkpoint),
@@ -90,7 +93,7 @@ def _resumed(options: TrainOptions, run_dir: Path) -> Settings:
     if overrides:
         wanted = resolve(task, overrides, settings.run.get("preset"))
         conflicts += [f"{k}: run has {settings.hp[k]!r}, given {wanted[k]!r}" for k in overrides
-                      if wanted[k] != settings.hp[k]]
+                      if k in wanted and wanted[k] != settings.hp[k]]
     if conflicts:
         raise UsageError(f"--resume continues {run_dir} with the settings it started with; these differ:\n  "
                          + "\n  ".join(conflicts) + "\nDrop them, or start a new run with another --output.")
