@@ -81,7 +81,7 @@ def test_early_stopping_waits_for_delay_then_patience():
         if _early_stop_reason(state, epoch, hp):
             stopped_at = epoch
             break
-    assert state.best_epoch == 4 and stopped_at == 6
+    assert state.best_epoch == 6 and stopped_at == 6  # ties make the later epoch the best (Azure)
 
 
 def test_one_epoch_with_a_progress_bar_and_gradient_accumulation(capsys):

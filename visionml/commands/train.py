@@ -67,6 +67,11 @@ def run(args) -> int:
     if result.best_epoch is None:
         print(f"run folder: {result.run_dir} (no evaluation finished: {result.stop_reason})")
         return 0
+    if result.best_score is None:  # validation_metric_type none: the last evaluated epoch, unscored
+        print(f"epoch {result.best_epoch} (no validation metrics: validation_metric_type none; {result.stop_reason})")
+        print(f"model folder: {result.model_dir}")
+        print(f"run folder: {result.run_dir}")
+        return 0
     print(f"best epoch {result.best_epoch}: {result.primary_metric} {result.best_score:.4f} ({result.stop_reason})")
     print(f"model folder: {result.model_dir}")
     print(f"run folder: {result.run_dir}")

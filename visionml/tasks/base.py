@@ -74,6 +74,12 @@ class Task(str):
     """Whether ``model_explainability`` applies (classification only)."""
     objects: ClassVar[bool] = False
     """Whether records carry objects (boxes, polygons) rather than image-level classes."""
+    stop_beyond_patience: ClassVar[bool] = False
+    """Early stopping, as Azure's trainer for this task: False stops once the evaluations without
+    improvement reach ``early_stopping_patience`` (classification), True once they exceed it (detection)."""
+    ties_make_best: ClassVar[bool] = True
+    """A score equal to the best so far makes that later epoch the best one (Azure: ``score >= best``);
+    only a higher score resets early stopping's count."""
 
     # ---- labels ---------------------------------------------------------------------------
     def expected_label(self) -> str:
@@ -135,6 +141,26 @@ class Task(str):
     def finish(self, gt_items, pred_items):
         """All validation items -> ``(ground_truth, predictions)`` as ``metrics`` takes them."""
         raise NotImplementedError
+
+    def computes_metrics(self, hp) -> bool:
+        """Whether validation computes metrics (detection's ``validation_metric_type: none`` does not:
+        each evaluated epoch's model then replaces the last, as in Azure)."""
+        return True
+
+    def stops_early(self, evals_without_improvement: int, patience: int) -> bool:
+        """Azure's early-stopping rule for this task (``stop_beyond_patience``)."""
+        if self.stop_beyond_patience:
+            return evals_without_improvement > patience
+        return evals_without_improvement >= patience
+
+    def validation_loss(self, model, images, targets, criterion) -> float:
+        """The mean training loss of one validation batch (``log_validation_loss``)."""
+        raise NotImplementedError
+
+    def eval_batch_and_loss(self, model, images, targets, hp, criterion):
+        """``eval_batch`` plus the batch's ``validation_loss``; a task may share one forward pass."""
+        gts, preds = self.eval_batch(model, images, targets, hp)
+        return gts, preds, self.validation_loss(model, images, targets, criterion)
 
     # ---- scoring --------------------------------------------------------------------------
     def preprocess(self, pil, data_config):

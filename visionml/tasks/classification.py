@@ -41,9 +41,13 @@ class ClassificationTask(Task):
                  "learning_rate": "uniform(0.001, 0.01)", "optimizer": "choice('sgd', 'adamw')"}],
     }
     explainable = True
-    # torchvision's default lower bound (0.08) often crops the labelled object out of an image
-    # whose object covers a fraction of it; a quarter of the area keeps it in nearly always.
-    train_crop_scale = (0.25, 1.0)
+    # Azure's training augmentation (classification/common/transforms.py), for multi-class and
+    # multi-label alike: RandomResizedCrop's default area range, a flip, and half the time a strong
+    # colour jitter (brightness, contrast, saturation, hue).
+    train_crop_scale = (0.08, 1.0)
+    color_jitter = (0.4, 0.4, 0.4, 0.4)
+    color_jitter_p = 0.5
+    flip_p = 0.5
 
     # ---- labels ---------------------------------------------------------------------------
     def class_names(self, record) -> list[str]:
@@ -65,7 +69,8 @@ class ClassificationTask(Task):
         from ..data.transforms import classification_train
 
         if train:
-            return classification_train(data_config, self.train_crop_scale)
+            return classification_train(data_config, self.train_crop_scale, self.color_jitter, self.color_jitter_p,
+                                        self.flip_p)
         return data_config.eval_transform
 
     def apply_transform(self, transform, image, target):
@@ -101,6 +106,15 @@ class ClassificationTask(Task):
     def eval_batch(self, model, images, targets, hp):
         probs = self.activation(model(images))
         return list(self._gt_array(targets)), list(probs.cpu().numpy())
+
+    def validation_loss(self, model, images, targets, criterion) -> float:
+        return float(criterion(model(images).float(), targets))
+
+    def eval_batch_and_loss(self, model, images, targets, hp, criterion):
+        logits = model(images)  # one forward pass for the predictions and the loss
+        probs = self.activation(logits)
+        loss = float(criterion(logits.float(), targets))
+        return list(self._gt_array(targets)), list(probs.cpu().numpy()), loss
 
     def _gt_array(self, targets):
         return targets.cpu().numpy()
@@ -176,9 +190,6 @@ class MultilabelTask(ClassificationTask):
         "gpu": [{"model_name": "choice('vitb16r224', 'resnet50', 'seresnext')",
                  "learning_rate": "uniform(0.005, 0.05)", "optimizer": "choice('sgd', 'adamw')"}],
     }
-    # A multi-label image's label is every object in it: a crop that leaves one out makes the label
-    # wrong. Crops keep at least 70% of the area (objects near the border still lose a little).
-    train_crop_scale = (0.7, 1.0)
     multilabel = True
 
     def class_names(self, record) -> list[str]:

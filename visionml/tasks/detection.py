@@ -45,6 +45,15 @@ class DetectionTask(Task):
     objects = True
     masks = False
     iou_type = "bbox"
+    # Azure's training augmentation (object_detection/common/augmentations.py): half the time a crop
+    # that keeps every box (at least 60% of the area) or a zoom out to 1-2x, even odds; then a flip.
+    crop_or_expand_p = 0.5
+    expand_range = (1.0, 2.0)
+    crop_min_area = 0.6
+    flip_p = 0.5
+    # Azure's detection trainer stops once evaluations without improvement exceed the patience
+    # (object_detection/trainer/train.py); its classification trainer stops when they reach it.
+    stop_beyond_patience = True
 
     # ---- labels ---------------------------------------------------------------------------
     def class_names(self, record) -> list[str]:
@@ -81,7 +90,9 @@ class DetectionTask(Task):
     def transforms(self, data_config, train: bool):
         from ..data.transforms import detection_eval, detection_train
 
-        return detection_train(data_config) if train else detection_eval(data_config)
+        if not train:
+            return detection_eval(data_config)
+        return detection_train(data_config, self.crop_or_expand_p, self.flip_p, self.expand_range, self.crop_min_area)
 
     def apply_transform(self, transform, image, target):
         import torch
@@ -105,6 +116,23 @@ class DetectionTask(Task):
         targets = [{k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in t.items()}
                    for t in targets]
         return images, targets
+
+    def computes_metrics(self, hp) -> bool:
+        return hp["validation_metric_type"] != "none"
+
+    def validation_loss(self, model, images, targets, criterion) -> float:
+        """The training losses on a validation batch: the model in training mode (losses need it),
+        its normalisation and dropout layers kept in evaluation mode so nothing learns from it."""
+        from torch import nn
+
+        model.train()
+        for module in model.modules():
+            if isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.Dropout)):
+                module.eval()
+        try:
+            return float(sum(value.float() for value in model(images, targets).values()))
+        finally:
+            model.eval()
 
     def eval_batch(self, model, images, targets, hp):
         import torch

@@ -5,6 +5,12 @@ on ``--resume``), read and check all data before any work, build the model, then
 ``loop.train_one_epoch`` / ``loop.evaluate`` with best-epoch tracking, early stopping and a
 checkpoint after every epoch. Under ``torchrun`` rank 0 writes every file; the other ranks train
 their shard and send their validation predictions to rank 0.
+
+Azure's training rules, each asked of the task or the model rather than spelled here: gradients
+clipped before every step (``ModelSpec.grad_clip``), the best epoch and early stopping
+(``Task.ties_make_best``, ``Task.stops_early``), no metrics and the last evaluated epoch as the
+model when the task computes none (``Task.computes_metrics``: detection's ``validation_metric_type:
+none``), and the optional ``log_training_metrics`` / ``log_validation_loss`` columns of history.csv.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import torch
 
 from ..errors import UsageError, VisionMLError
 from . import distributed, rundir
+from ..models.registry import get_spec
 from .checkpoints import State, check_free_space, end_epoch, keeps_checkpoint, restore, save_best
 from .loaders import load_data, train_loader, val_loader
 from .loop import Precision, evaluate, progress_mode, resolve_precision, train_one_epoch
@@ -62,6 +69,10 @@ class Parts:
     accumulation: int
     progress: str
     log: object
+    grad_clip: tuple | None = None
+    val_criterion: object = None
+    """The unweighted loss of the validation batches (``log_validation_loss``; Azure's classification
+    trainer validates without class weights too); None for detectors, which compute their own."""
 
 
 def _train(options: TrainOptions, info: distributed.DistInfo) -> RunResult:
@@ -69,6 +80,11 @@ def _train(options: TrainOptions, info: distributed.DistInfo) -> RunResult:
     log = _logger(info)
     run_dir = Path(distributed.broadcast(info, output_dir(options) if info.is_main else None))
     settings = settings_for(options, run_dir)
+    if info.enabled and info.world_size > 1 and not settings.hp["distributed"]:
+        raise UsageError(f"distributed=false, but torchrun started {info.world_size} processes: start one "
+                         "process (visionml train ...) or drop distributed=false")
+    for note in settings.hp.notes:
+        log(note)
     _on_main(info, rundir.check, run_dir, options.resume)
     # All data is read and checked before the run folder is made: bad data leaves nothing behind.
     train_records, val_records, problems, settings.labels = load_data(settings)
@@ -113,6 +129,8 @@ def _build(options: TrainOptions, info, settings: Settings, run_dir: Path, train
     model = _build_model(settings, options, device, log)
     loader = train_loader(settings, train_records, options, info, device)
     criterion = settings.task.criterion(settings.hp, settings.labels, train_records)
+    val_criterion = settings.task.criterion(settings.hp.replace(weighted_loss=0), settings.labels, val_records) \
+        if "weighted_loss" in settings.hp else criterion
     accumulation = int(settings.hp["gradient_accumulation_step"])
     optimizer = build_optimizer(model.parameters(), settings.hp)
     scheduler = build_scheduler(optimizer, settings.hp, math.ceil(len(loader) / accumulation))
@@ -120,30 +138,42 @@ def _build(options: TrainOptions, info, settings: Settings, run_dir: Path, train
     return Parts(settings, run_dir, info, device, precision, model, _wrap_ddp(model, device, info), loader,
                  val_loader(settings, val_records, options, info, device),
                  criterion.to(device) if criterion is not None else None, optimizer, scheduler, accumulation,
-                 progress, log)
+                 progress, log, get_spec(settings.model_name).grad_clip,
+                 val_criterion.to(device) if val_criterion is not None else None)
 
 
 def _epoch(parts: Parts, state: State, on_evaluation):
     """Train one epoch, maybe evaluate, update the best model and the checkpoint. Returns this epoch's
     validation (ground truth, predictions) when it became the best, else None."""
-    settings, info = parts.settings, parts.info
-    epochs, epoch = int(settings.hp["number_of_epochs"]), state.epoch + 1
+    settings, info, task, hp = parts.settings, parts.info, parts.settings.task, parts.settings.hp
+    epochs, epoch = int(hp["number_of_epochs"]), state.epoch + 1
     if hasattr(parts.train_loader.sampler, "set_epoch"):
         parts.train_loader.sampler.set_epoch(epoch)
-    stats = train_one_epoch(parts.trained, parts.train_loader, parts.optimizer, parts.scheduler, settings.task,
+    evaluates, scored = _evaluates(epoch, epochs, hp), task.computes_metrics(hp)
+    # Azure computes training metrics on the epochs that evaluate, and never without validation metrics.
+    train_metrics = evaluates and scored and hp["log_training_metrics"]
+    stats = train_one_epoch(parts.trained, parts.train_loader, parts.optimizer, parts.scheduler, task,
                             parts.criterion, device=parts.device, precision=parts.precision, epoch=epoch,
-                            accumulation=parts.accumulation, progress=parts.progress)
+                            accumulation=parts.accumulation, progress=parts.progress, grad_clip=parts.grad_clip,
+                            predict_hp=hp if train_metrics else None)
+    predictions = stats.pop("predictions", None)
     row = _history_row(epoch, distributed.sum_scalars(info, stats), info)
+    if predictions is not None:
+        row.update(_training_metric(predictions, settings, info))
     metrics, best_eval = None, None
-    if _evaluates(epoch, epochs, settings.hp):
-        metrics, evaluation = _validate(parts.model, parts.val_loader, settings, parts.device, parts.precision,
-                                        info, parts.progress)
+    if evaluates and not scored:
+        # No metrics (Azure: "val_metric_type is None"): every evaluated epoch's model is the model.
+        metrics = {"notes": [NO_METRICS_NOTE]}
+        state.best_epoch, state.best_metrics = epoch, metrics
+        _on_main(info, save_best, parts.run_dir, parts.model, settings, metrics, epoch)
+    elif evaluates:
+        metrics, evaluation = _validate(parts, settings)
         row.update(_scalar_metrics(metrics))
         if _update_best(state, epoch, metrics, settings):
             best_eval = evaluation
             _on_main(info, save_best, parts.run_dir, parts.model, settings, metrics, epoch)
-        state.stop_reason = _early_stop_reason(state, epoch, settings.hp)
-    if metrics is not None and on_evaluation is not None and on_evaluation(epoch, metrics):
+        state.stop_reason = _early_stop_reason(state, epoch, hp, task)
+    if metrics is not None and scored and on_evaluation is not None and on_evaluation(epoch, metrics):
         state.stop_reason = state.stop_reason or f"stopped by on_evaluation after epoch {epoch}"
     state.history.append(row)
     state.epoch = epoch
@@ -248,15 +278,39 @@ def _evaluates(epoch: int, epochs: int, hp) -> bool:
     return epoch % every == 0 or epoch == epochs
 
 
-def _validate(model, loader, settings: Settings, device, precision: Precision, info, progress):
-    gts, preds = evaluate(model, loader, settings.task, settings.hp, device=device, precision=precision,
-                          progress=progress)
-    gts, preds = distributed.gather_lists(info, gts), distributed.gather_lists(info, preds)
+NO_METRICS_NOTE = ("validation_metric_type is 'none': no validation metrics were computed; the model is the "
+                   "last evaluated epoch's, as in Azure")
+
+
+def _validate(parts: Parts, settings: Settings):
+    """The validation metrics (with ``validation_loss`` under ``log_validation_loss``) on every rank, and
+    the (ground truth, predictions) items on rank 0."""
+    info, hp = parts.info, settings.hp
+    with_loss = bool(hp["log_validation_loss"])
+    out = evaluate(parts.model, parts.val_loader, settings.task, hp, device=parts.device, precision=parts.precision,
+                   progress=parts.progress, loss_criterion=parts.val_criterion, with_loss=with_loss)
+    gts, preds = distributed.gather_lists(info, out[0]), distributed.gather_lists(info, out[1])
+    loss = distributed.sum_scalars(info, {"sum": out[2][0], "images": out[2][1]}) if with_loss else None
     metrics = None
     if info.is_main:
         ground_truth, predictions = settings.task.finish(gts, preds)
-        metrics = settings.task.metrics(ground_truth, predictions, settings.labels, settings.hp)
+        metrics = settings.task.metrics(ground_truth, predictions, settings.labels, hp)
+        if loss is not None and loss["images"]:
+            metrics["validation_loss"] = loss["sum"] / loss["images"]
     return distributed.broadcast(info, metrics), (gts, preds) if info.is_main else None
+
+
+def _training_metric(predictions, settings: Settings, info) -> dict:
+    """``{PRIMARY_train: value}``: the primary metric over this epoch's training batches (Azure's
+    ``log_training_metrics``, named as Azure names its training metrics)."""
+    gts, preds = distributed.gather_lists(info, predictions[0]), distributed.gather_lists(info, predictions[1])
+    value = None
+    if info.is_main and gts:
+        ground_truth, predicted = settings.task.finish(gts, preds)
+        value = settings.task.metrics(ground_truth, predicted, settings.labels, settings.hp).get(
+            settings.task.primary_metric)
+    value = distributed.broadcast(info, value)
+    return {f"{settings.task.primary_metric}_train": value} if isinstance(value, (int, float)) else {}
 
 
 def _scalar_metrics(metrics: dict) -> dict:
@@ -264,23 +318,33 @@ def _scalar_metrics(metrics: dict) -> dict:
 
 
 def _update_best(state: State, epoch: int, metrics: dict, settings: Settings) -> bool:
+    """Azure's rule: each evaluation after ``early_stopping_delay`` epochs counts one more without
+    improvement, a higher score resets the count, and a higher (or, with ``Task.ties_make_best``, an
+    equal) score makes this epoch the best. Returns whether it did."""
     score = float(metrics[settings.task.primary_metric])
-    if state.best_score is not None and not score > state.best_score:
-        if epoch > int(settings.hp["early_stopping_delay"]):
-            state.evals_without_improvement += 1
+    best = state.best_score if state.best_score is not None else 0.0  # Azure starts from 0
+    if epoch > int(settings.hp["early_stopping_delay"]):
+        state.evals_without_improvement += 1
+    if score > best:
+        state.evals_without_improvement = 0
+    elif not (state.best_score is None or (score == best and settings.task.ties_make_best)):
         return False
     state.best_score, state.best_epoch, state.best_metrics = score, epoch, metrics
-    state.evals_without_improvement = 0
     return True
 
 
-def _early_stop_reason(state: State, epoch: int, hp) -> str:
+def _early_stop_reason(state: State, epoch: int, hp, task=None) -> str:
+    """Why training stops after ``epoch`` (empty: it goes on), by the task's rule (``Task.stops_early``;
+    without a task, Azure's classification rule: at the patience)."""
     if not hp["early_stopping"]:
         return ""
     patience = int(hp["early_stopping_patience"])
-    if state.evals_without_improvement >= patience:
-        return (f"early stopping after epoch {epoch}: no improvement for {patience} evaluations "
-                f"(best epoch {state.best_epoch})")
+    rule = task if task is not None else getattr(hp, "task", None)
+    stops = rule.stops_early(state.evals_without_improvement, patience) if rule is not None \
+        else state.evals_without_improvement >= patience
+    if stops:
+        return (f"early stopping after epoch {epoch}: no improvement for {state.evals_without_improvement} "
+                f"evaluations (patience {patience}; best epoch {state.best_epoch})")
     return ""
 
 
@@ -315,6 +379,8 @@ def _finish(run_dir: Path, state: State, settings: Settings, model, loader, devi
     rundir.write_json(run_dir / rundir.METRICS, {"epoch": state.best_epoch, **state.best_metrics})
     plots = run_dir / rundir.PLOTS
     rundir.save_curves(state.history, plots, settings.task.primary_metric)
+    if not settings.task.computes_metrics(settings.hp):
+        return  # nothing was predicted to plot
     if best_eval is None:  # the best epoch was before a resume: predict again with its weights
         from ..modelio import load_model_folder
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import VisionMLError
+from ..models.registry import CLIP_BY_VALUE
 
 
 LINE_SECONDS = 30.0
@@ -115,10 +116,34 @@ def _check_finite(value: float, losses: dict, epoch: int, step: int) -> None:
         "--precision fp32; check the labels for degenerate boxes.")
 
 
+DEFAULT_GRAD_CLIP = CLIP_BY_VALUE
+"""Azure's clipping for every model but its ViTs (``ModelSpec.grad_clip`` says which per model)."""
+
+
+def clip_gradients(parameters, grad_clip: tuple[str, float] | None) -> None:
+    """Clip as Azure does before each optimizer step: ``("value", v)`` each component to [-v, v],
+    ``("norm", n)`` the total L2 norm to n; None leaves the gradients alone."""
+    if grad_clip is None:
+        return
+    kind, limit = grad_clip
+    grads = [p for p in parameters if p.grad is not None]
+    if kind == "value":
+        torch.nn.utils.clip_grad_value_(grads, float(limit))
+    elif kind == "norm":
+        torch.nn.utils.clip_grad_norm_(grads, float(limit))
+    else:
+        raise ValueError(f"gradient clipping {kind!r} is not 'value' or 'norm'")
+
+
 def train_one_epoch(model, loader, optimizer, scheduler, task, criterion, *, device, precision: Precision,
-                    epoch: int, accumulation: int = 1, progress: bool | str = False) -> dict:
+                    epoch: int, accumulation: int = 1, progress: bool | str = False,
+                    grad_clip: tuple[str, float] | None = DEFAULT_GRAD_CLIP, predict_hp=None) -> dict:
     """One pass over ``loader``; returns the mean of each loss, the learning rate, images and seconds.
-    ``progress``: "bar", "lines" or "off" (see ``progress_mode``; True/False are bar/off)."""
+    ``progress``: "bar", "lines" or "off" (see ``progress_mode``; True/False are bar/off).
+    ``grad_clip``: how gradients are clipped before each step (``clip_gradients``), on by default as in Azure.
+    ``predict_hp``: also predict each training batch in evaluation mode with these hyperparameters
+    (``log_training_metrics``, as Azure does: on the augmented batches, after the backward pass); the
+    result then holds ``"predictions"``: (ground-truth items, prediction items)."""
     from tqdm.auto import tqdm
 
     model.train()
@@ -128,6 +153,7 @@ def train_one_epoch(model, loader, optimizer, scheduler, task, criterion, *, dev
     bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=mode != "bar", dynamic_ncols=True)
     lines = _ProgressLines(mode == "lines", f"epoch {epoch}", steps)
     optimizer.zero_grad(set_to_none=True)
+    gts, preds = [], []
     for step, (images, targets) in enumerate(bar):
         images, targets = task.to_device(images, targets, device)
         ends_step = (step + 1) % accumulation == 0 or step + 1 == steps
@@ -139,8 +165,12 @@ def train_one_epoch(model, loader, optimizer, scheduler, task, criterion, *, dev
             _check_finite(value, losses, epoch, step)
             scaled = loss / accumulation
             (precision.scaler.scale(scaled) if precision.scaler else scaled).backward()
+        if predict_hp is not None:
+            batch_gt, batch_pred = _predict_training_batch(model, images, targets, task, predict_hp, precision)
+            gts.extend(batch_gt)
+            preds.extend(batch_pred)
         if ends_step:
-            _optimizer_step(optimizer, precision.scaler)
+            _optimizer_step(optimizer, precision.scaler, model, grad_clip)
             scheduler.step()
         sums["loss"] += value
         for name, part in losses.items():
@@ -152,10 +182,17 @@ def train_one_epoch(model, loader, optimizer, scheduler, task, criterion, *, dev
         lines.update(step + 1, images_seen, sums["loss"] / (step + 1))
     seconds = time.perf_counter() - start
     means = {name: total / max(1, steps) for name, total in sums.items()}
-    return {**means, "lr": optimizer.param_groups[0]["lr"], "images": images_seen, "seconds": seconds}
+    result = {**means, "lr": optimizer.param_groups[0]["lr"], "images": images_seen, "seconds": seconds}
+    if predict_hp is not None:
+        result["predictions"] = (gts, preds)
+    return result
 
 
-def _optimizer_step(optimizer, scaler) -> None:
+def _optimizer_step(optimizer, scaler, model=None, grad_clip=None) -> None:
+    if scaler is not None and grad_clip is not None:
+        scaler.unscale_(optimizer)  # clip the true gradients, not the loss-scaled ones
+    if model is not None:
+        clip_gradients(model.parameters(), grad_clip)
     if scaler is None:
         optimizer.step()
     else:
@@ -164,16 +201,34 @@ def _optimizer_step(optimizer, scaler) -> None:
     optimizer.zero_grad(set_to_none=True)
 
 
+def _predict_training_batch(model, images, targets, task, hp, precision: Precision):
+    """One training batch predicted in evaluation mode (boxes down to the AP floor), then back to training."""
+    from ..models.detection import AP_SCORE_FLOOR
+    from ..models.registry import get_spec
+
+    inner = getattr(model, "module", model)  # not through DistributedDataParallel: no collective calls
+    inner.eval()
+    try:
+        with torch.no_grad(), get_spec(hp["model_name"]).family.score_floor(inner, AP_SCORE_FLOOR):
+            with precision.autocast():
+                return task.eval_batch(inner, images, targets, hp)
+    finally:
+        model.train()
+
+
 @torch.inference_mode()
-def evaluate(model, loader, task, hp, *, device, precision: Precision, progress: bool | str = False):
-    """Predict every validation batch; returns (ground-truth items, prediction items), in loader order."""
+def evaluate(model, loader, task, hp, *, device, precision: Precision, progress: bool | str = False,
+             loss_criterion=None, with_loss: bool = False):
+    """Predict every validation batch; returns (ground-truth items, prediction items), in loader order.
+    ``with_loss`` (``log_validation_loss``): returns (ground truth, predictions, (loss sum weighted by
+    images, images)) with the task's ``validation_loss`` under ``loss_criterion``."""
     from tqdm.auto import tqdm
 
     from ..models.detection import AP_SCORE_FLOOR
     from ..models.registry import get_spec
 
     model.eval()
-    gts, preds = [], []
+    gts, preds, loss_sum = [], [], 0.0
     mode = _mode(progress)
     lines = _ProgressLines(mode == "lines", "validate", len(loader))
     # Detectors: boxes down to a low score for AP; the metrics apply box_score_threshold to P/R.
@@ -182,8 +237,14 @@ def evaluate(model, loader, task, hp, *, device, precision: Precision, progress:
                                                       disable=mode != "bar", dynamic_ncols=True)):
             images, targets = task.to_device(images, targets, device)
             with precision.autocast():
-                batch_gt, batch_pred = task.eval_batch(model, images, targets, hp)
+                if with_loss:
+                    batch_gt, batch_pred, loss = task.eval_batch_and_loss(model, images, targets, hp, loss_criterion)
+                    loss_sum += loss * len(images)
+                else:
+                    batch_gt, batch_pred = task.eval_batch(model, images, targets, hp)
             gts.extend(batch_gt)
             preds.extend(batch_pred)
             lines.update(step + 1, len(gts))
+    if with_loss:
+        return gts, preds, (loss_sum, len(gts))
     return gts, preds
