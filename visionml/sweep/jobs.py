@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from ..errors import VisionMLError
+from .preflight import check_environment
 from .report import leaderboard, plot_progress
 from .runner import run_loop, warm_up
 from .spec import load_job
@@ -22,10 +23,16 @@ def run_job(job_path, output=None, *, resume=False, storage=None, preset=None, p
     warm_up()  # the trial process server boots while the study is created
     for note in spec.notes:
         log(f"note: {note}")
+    if not resume:  # before the study and its folder exist: a reason every trial would fail stops it once
+        check_environment(spec.task, spec.training_parameters, _subspaces(spec), preset=preset,
+                          pretrained=pretrained, device=device, log=log)
     run_dir = Path(output) if output else _default_run_dir(job_path)
     study, url = create_study(spec, run_dir, storage, resume=resume, preset=preset, pretrained=pretrained,
                               device=device, seed=seed)
     settings = settings_of(study)
+    if resume:  # with the settings the sweep started with
+        check_environment(settings.task, settings.training_parameters, settings.subspaces(), preset=settings.preset,
+                          pretrained=settings.pretrained, device=settings.device, log=log)
     mode = "AutoMode (built-in search space)" if settings.automode else f"{settings.sampling_algorithm} sampling"
     log(f"sweep {study.study_name}: {settings.task}, {mode}, up to {settings.max_trials} trial(s), "
         f"{settings.max_concurrent_trials} at once; run folder {run_dir}")
@@ -47,6 +54,8 @@ def join_sweep(storage: str, study_name: str, output=None, *, concurrency=None, 
     study = load_study(storage, study_name)
     warm_up()
     settings = settings_of(study)
+    check_environment(settings.task, settings.training_parameters, settings.subspaces(), preset=settings.preset,
+                      pretrained=settings.pretrained, device=settings.device, log=log)
     run_dir = Path(output) if output else Path(settings.run_dir)
     log(f"joined sweep {study_name}: trials go to {run_dir / 'trials'}")
     try:
@@ -55,6 +64,17 @@ def join_sweep(storage: str, study_name: str, output=None, *, concurrency=None, 
         return 130
     log(leaderboard(study))
     return 0
+
+
+def _subspaces(spec) -> list:
+    """The sub-spaces the trials draw from: the job's, or AutoMode's (as the study picks them)."""
+    if spec.automode:
+        import torch
+
+        from .automode import automode_space
+
+        return automode_space(spec.task, gpu=torch.cuda.is_available())
+    return spec.search_space
 
 
 def _summary(study, run_dir: Path, log) -> None:
