@@ -8,7 +8,7 @@ key=value)``. Which settings may change is marked once, in ``visionml.config.PAR
 
 from __future__ import annotations
 
-from ..config import Hyperparameters, inference_keys, params_for, resolve_hyperparameters
+from ..config import Hyperparameters, canonical_overrides, inference_keys, params_for, resolve_hyperparameters
 from ..errors import UsageError, did_you_mean
 from ..tasks import get_task
 
@@ -35,13 +35,18 @@ def resolve_settings(manifest: dict, overrides: dict | None = None) -> Hyperpara
                    if key in known and pre.get(name) is not None})
     if overrides:
         _check_keys(task, overrides)
-        values.update(overrides)
+        values.update(canonical_overrides(task, overrides)[0])
     return resolve_hyperparameters(task, values)
 
 
 def _check_keys(task, overrides: dict) -> None:
+    """Only inference settings, in any of Azure's spellings (a deployment's settings.json uses the
+    v1 names such as box_score_thresh)."""
+    from ..config import PARAMS
+
     allowed = allowed_overrides(task)
+    aliases = {alias: name for name in allowed for alias in PARAMS[name].aliases}
     for key in overrides:
-        if key not in allowed:
+        if key not in allowed and aliases.get(key) not in allowed:
             raise UsageError(f"{key!r} cannot be set at inference for {task.name}.{did_you_mean(key, allowed, cutoff=0.5)} "
                              f"Settings you can change: {', '.join(allowed)}.")
