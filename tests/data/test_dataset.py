@@ -193,7 +193,7 @@ def test_unreadable_image_names_file_and_line_or_is_skipped(tmp_path, sample):
     bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     record = ImageRecord("/data/train.jsonl", 7, "broken.jpg", str(bad), objects=[])
     good = data.records[0]
-    with pytest.raises(VisionMLError, match=r"/data/train.jsonl:7: image_url: .*broken.jpg.*--skip-invalid"):
+    with pytest.raises(VisionMLError, match=r"/data/train.jsonl:7: image_url: .*broken.jpg.*ignore_data_errors=true"):
         VisionDataset([good, record], DETECTION, data.labels)[1]
     skipping = VisionDataset([good, record], DETECTION, data.labels, skip_invalid=True)
     assert skipping[1] is None

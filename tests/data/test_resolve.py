@@ -72,6 +72,7 @@ def test_reader_resolves_every_local_form(tmp_path, monkeypatch):
     data_dir, store = tmp_path / "data", tmp_path / "store"
     rel = write_image(data_dir / "images" / "rel.jpg")
     absolute = write_image(tmp_path / "elsewhere" / "abs.png", fmt="PNG")
+    as_uri = write_image(tmp_path / "elsewhere" / "uri.png", fmt="PNG")  # another file: one image per line
     mapped = write_image(store / "image_data" / "mapped.jpg")
     fallback = write_image(data_dir / "image_data" / "fallback.jpg")
     from_env = write_image(tmp_path / "envstore" / "e.jpg")
@@ -79,13 +80,13 @@ def test_reader_resolves_every_local_form(tmp_path, monkeypatch):
     src = write_jsonl(data_dir / "train.jsonl", [
         {"image_url": "images/rel.jpg", "label": "a"},
         {"image_url": str(absolute), "label": "b"},
-        {"image_url": absolute.as_uri(), "label": "c"},
+        {"image_url": as_uri.as_uri(), "label": "c"},
         {"image_url": AZ.format("workspaceblobstore", "image_data/mapped.jpg"), "label": "d"},
         {"image_url": AZ.format("unmapped", "image_data/fallback.jpg"), "label": "e"},
         {"image_url": "azureml://datastores/envstore/paths/e.jpg", "label": "f"},
     ])
     data = read_dataset(src, datastores=parse_datastores([f"workspaceblobstore={store}"]))
-    assert [r.path for r in data.records] == [str(p) for p in (rel, absolute, absolute, mapped, fallback, from_env)]
+    assert [r.path for r in data.records] == [str(p) for p in (rel, absolute, as_uri, mapped, fallback, from_env)]
     assert [r.format for r in data.records] == ["jpeg", "png", "png", "jpeg", "jpeg", "jpeg"]
 
 
@@ -166,8 +167,9 @@ def test_reader_checks_http_images_through_the_cache(server, tmp_path):
         {"image_url": f"{base}/img/gone.jpg", "label": "dog"},
     ])
     data = read_dataset(src, skip_invalid=True)
-    assert [(r.line, r.path, r.width, r.height) for r in data.records] == [
-        (1, f"{base}/img/cat.jpg", 48, 32), (2, f"{base}/img/cat.jpg", 48, 32)]
+    # the two lines of one image and label are one image (Azure keeps the last line's label)
+    assert [(r.line, r.path, r.width, r.height) for r in data.records] == [(2, f"{base}/img/cat.jpg", 48, 32)]
+    assert [(w.line, w.kind) for w in data.warnings] == [(1, "duplicate image_url")]
     assert [(p.line, p.field) for p in data.problems] == [(3, "image_url")]
     assert "HTTP 404" in data.problems[0].reason
     assert sorted(handler.hits) == ["/img/cat.jpg", "/img/gone.jpg"]  # one download per distinct URL

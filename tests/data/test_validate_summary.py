@@ -32,16 +32,17 @@ def test_streamed_summary_equals_the_loaded_one(tmp_path, monkeypatch, name, bat
     monkeypatch.setattr(validate, "_BATCH", batch)
     src = write_jsonl(tmp_path / f"{name}.jsonl", FILES[name])
     loaded = load_dataset(src, check_images=False)
-    streamed, problems = scan_dataset(src)
+    streamed, problems, warnings = scan_dataset(src)
     assert streamed == summarize(loaded)
-    assert [(p.line, p.field, p.reason, p.raw) for p in problems] == \
-        [(p.line, p.field, p.reason, p.raw) for p in loaded.problems]
+    assert [(p.line, p.field, p.reason, p.raw, p.training) for p in problems] == \
+        [(p.line, p.field, p.reason, p.raw, p.training) for p in loaded.problems]
+    assert [(w.line, w.field, w.reason) for w in warnings] == [(w.line, w.field, w.reason) for w in loaded.warnings]
     assert problems  # every file above has at least one bad line
 
 
 def test_summary_figures(tmp_path):
     src = write_jsonl(tmp_path / "d.jsonl", FILES["detection"])
-    summary, _ = scan_dataset(src, "object-detection")
+    summary, _, _ = scan_dataset(src, "object-detection")
     assert summary["task"] == "image_object_detection" and summary["task_inferred"] is False
     assert (summary["images"], summary["invalid_lines"], summary["objects"], summary["crowd_objects"]) == (3, 2, 3, 1)
     assert summary["classes"] == [{"name": "cat", "boxes": 2}, {"name": "dog", "boxes": 1}]

@@ -89,7 +89,7 @@ class VisionDataset(Dataset):
             image = load_rgb(local_path(record.path), self.max_pixels)
         except (ValueError, OSError) as exc:
             raise VisionMLError(f"{record.where}: image_url: cannot read {record.path}: {exc}. "
-                                "Fix or remove the line, or train with --skip-invalid") from exc
+                                "Fix or remove the line, or train with ignore_data_errors=true (the default)") from exc
         if self._cache is not None:
             self._cache[index] = image
         return image

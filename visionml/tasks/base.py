@@ -22,7 +22,7 @@ POLYGONS = "polygons"    # [{label, polygon: [[x1, y1, ...]]}]
 EMPTY = "empty"          # []: fits every list-shaped task
 
 SHAPE_WORDS = {
-    CLASS: "a class name string (multi-class classification)",
+    CLASS: "a class name (multi-class classification; a string, or an integer as Azure allows)",
     CLASSES: "a list of class names (multi-label classification)",
     BOXES: "a list of {label, topX, topY, bottomX, bottomY} objects (object detection)",
     POLYGONS: "a list of {label, polygon} objects (instance segmentation)",
