@@ -253,6 +253,10 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
           help="data loader workers; none = min(8, CPU count) (Azure's default is 8)"),
     Param("validation_data_size", "float", 0.2, low=0, high=1, low_open=True, high_open=True,
           aliases=("split_ratio", "validation_size")),
+    Param("ignore_data_errors", "bool", True,
+          help="train on what Azure's reader keeps: an invalid box or polygon segment, or an image that is "
+               "missing or does not decode, is left out and reported in RUN/data_report.json (Azure's "
+               "default); false = any data problem stops the run before training (docs/data.md)"),
     Param("random_seed", "int", None, low=0, high=2**32 - 1, optional=True, aliases=("seed",),
           help="seeds weights, shuffling and the validation split; wins over --seed; none = --seed, else a "
                "fresh seed (saved in config.json)"),

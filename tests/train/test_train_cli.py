@@ -64,7 +64,7 @@ def test_existing_run_folder_is_not_overwritten(sample_data, tmp_path, capsys):
     assert (run / "config.json").read_text() == "{}"
 
 
-def test_invalid_line_stops_before_training_unless_skipped(sample_data, tmp_path, capsys):
+def test_invalid_line_stops_before_training_only_with_ignore_data_errors_false(sample_data, tmp_path, capsys):
     data = dict(sample_data("multiclass"))
     bad = tmp_path / "train.jsonl"
     lines = data["train"].read_text().splitlines()
@@ -74,9 +74,9 @@ def test_invalid_line_stops_before_training_unless_skipped(sample_data, tmp_path
         (tmp_path / "images" / image.name).write_bytes(image.read_bytes())
     data["train"] = bad
 
-    assert main(train_args("multiclass", data, tmp_path / "strict")) == 1
+    assert main(train_args("multiclass", data, tmp_path / "strict", "--set", "ignore_data_errors=false")) == 1
     err = capsys.readouterr().err
-    assert f"{bad}:4:" in err and "--skip-invalid" in err
+    assert f"{bad}:4:" in err and "ignore_data_errors=true" in err
     assert not (tmp_path / "strict").exists()  # checked before anything is written
 
     run = tmp_path / "lenient"

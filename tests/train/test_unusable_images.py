@@ -1,6 +1,7 @@
 """An image the model cannot take (a valid 100000x1 PNG: a detector would resize it to 0 pixels) is a
 data problem found when the data is loaded (issue 13, item 1): strict training stops before any
-work naming FILE:LINE; --skip-invalid drops it into invalid_lines.jsonl and trains on the rest."""
+work naming FILE:LINE with ignore_data_errors=false; by default (and with --skip-invalid) it is dropped into
+invalid_lines.jsonl and training goes on with the rest."""
 
 from __future__ import annotations
 
@@ -27,9 +28,9 @@ def _with_a_thin_image(data: dict, tmp_path) -> tuple[dict, object]:
 
 def test_strict_training_stops_before_any_work_naming_the_line(sample_data, tmp_path, capsys):
     data, train = _with_a_thin_image(sample_data("object-detection"), tmp_path)
-    assert main(train_args("object-detection", data, tmp_path / "strict")) == 1
+    assert main(train_args("object-detection", data, tmp_path / "strict", "--set", "ignore_data_errors=false")) == 1
     err = capsys.readouterr().err
-    assert f"{train}:3: image_url:" in err and "100000x1" in err and "--skip-invalid" in err
+    assert f"{train}:3: image_url:" in err and "100000x1" in err and "ignore_data_errors" in err
     assert "Traceback" not in err
     assert not (tmp_path / "strict").exists()  # refused before anything is written
 

@@ -10,7 +10,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "train", help="train a model and write a run folder",
         description="Train a model for one of the four tasks on Azure AutoML-for-Images JSONL data. "
-        "Writes RUN/model (the model folder), config.json, history.csv, metrics.json, "
+        "Writes RUN/model (the model folder), config.json, history.csv, metrics.json, data_report.json, "
         "checkpoints/last.pt and plots/. Under `torchrun --nproc_per_node N` it trains with "
         "DistributedDataParallel.")
     parser.add_argument("--task", help="image_classification, image_classification_multilabel, "
@@ -35,7 +35,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true",
                         help="continue the interrupted run in --output from checkpoints/last.pt")
     parser.add_argument("--skip-invalid", action="store_true", default=None,
-                        help="train on the valid lines and write the others to RUN/invalid_lines.jsonl")
+                        help="the default, kept for older scripts: ignore_data_errors=true, as Azure. Training "
+                        "leaves out what Azure's trainer leaves out (an invalid box or polygon segment, not its "
+                        "line; a line that cannot be read; an image that is missing or does not decode), lists "
+                        "each drop by FILE:LINE in RUN/data_report.json and RUN/invalid_lines.jsonl, and stops "
+                        "only when nothing usable is left for a class. --set ignore_data_errors=false instead "
+                        "stops on any problem before any work (together with --skip-invalid: a usage error). "
+                        "`visionml validate` lists every problem with what training does about it")
     parser.add_argument("--seed", type=int, help="random seed: the same seed gives the same weights")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"),
                         help="auto (default): fp16 mixed precision on CUDA, fp32 on CPU; bf16 is ~2x faster on "

@@ -87,14 +87,11 @@ def _train(options: TrainOptions, info: distributed.DistInfo) -> RunResult:
         log(note)
     _on_main(info, rundir.check, run_dir, options.resume)
     # All data is read and checked before the run folder is made: bad data leaves nothing behind.
-    train_records, val_records, problems, settings.labels = load_data(settings)
+    train_records, val_records, data_report, settings.labels = load_data(settings)
     _on_main(info, check_free_space, run_dir, settings, options.resume)
     _on_main(info, rundir.create, run_dir)
-    if problems and info.is_main:
-        from ..data.reader import write_invalid_lines
-
-        count = write_invalid_lines(problems, run_dir / rundir.INVALID_LINES)
-        log(f"skipped {count} invalid line(s); see {run_dir / rundir.INVALID_LINES}")
+    if info.is_main:  # RUN/data_report.json, RUN/invalid_lines.jsonl and a summary of what was left out
+        data_report.write(run_dir, log)
     parts = _build(options, info, settings, run_dir, train_records, val_records, log)
 
     state = State()

@@ -1,5 +1,6 @@
-"""The run's data: every line of both files read and checked before any work, the seeded
-train/validation split, and the DataLoaders (with their transforms from the model's data config)."""
+"""The run's data: every line of both files read and checked before any work (what Azure drops is
+left out and reported, ``ignore_data_errors``), the seeded train/validation split, and the
+DataLoaders (with their transforms from the model's data config)."""
 
 from __future__ import annotations
 
@@ -18,27 +19,53 @@ CACHE_LIMIT_BYTES = 512 * 2**20
 
 
 def load_data(settings: Settings):
-    """Read and check every line of both files; returns (train, validation, problems, labels)."""
+    """Read and check every line of both files before any work; returns (train, validation, report,
+    labels). ``ignore_data_errors`` (Azure's default: true) trains on what Azure's reader keeps and
+    the ``DataReport`` lists each drop; false stops on any problem. Either way ``DataError`` (exit 1)
+    when nothing usable is left for a class or a split, naming the lines."""
     from ..data.dataset import split_train_val
-    from ..data.reader import read_dataset
+    from ..data.reader import label_order, load_dataset
+    from ..data.report import DataReport
     from ..data.resolve import parse_datastores
 
     run = settings.run
     datastores = parse_datastores(run.get("datastores") or [])
-    skip = bool(run["skip_invalid"])
-    # An image the model cannot take (a shape that resizes to nothing) is a problem of its line too.
-    train = read_dataset(run["training_data"], settings.task, datastores=datastores, skip_invalid=skip,
-                         model_settings=settings.hp)
-    val = (read_dataset(run["validation_data"], settings.task, datastores=datastores, skip_invalid=skip,
-                        model_settings=settings.hp)
-           if run.get("validation_data") else None)
-    problems = train.problems + (val.problems if val else [])
-    labels = settings.labels or sorted(set(train.labels) | set(val.labels if val else []))
+    lenient = bool(settings.hp["ignore_data_errors"])
+    report = DataReport(lenient)
+    for name, key in (("training", "training_data"), ("validation", "validation_data")):
+        if run.get(key):
+            # An image the model cannot take (a shape that resizes to nothing) is a problem of its line too.
+            report.splits[name] = load_dataset(run[key], settings.task, datastores=datastores,
+                                               model_settings=settings.hp)
+    _check(report)
+    train, val = report.splits["training"], report.splits.get("validation")
+    labels = settings.labels or label_order(set(train.labels) | set(val.labels if val else []),
+                                            train.integer_labels and (val is None or val.integer_labels))
     if val is not None:
-        return train.records, val.records, problems, labels
+        return train.records, val.records, report, labels
     train_records, val_records = split_train_val(train.records, settings.hp["validation_data_size"], run["seed"],
                                                  settings.task)
-    return train_records, val_records, problems, labels
+    report.held_out = {"training": len(train_records), "validation": len(val_records)}
+    return train_records, val_records, report, labels
+
+
+def _check(report) -> None:
+    """Stop before any work: on any problem with ignore_data_errors=false, else when what is left
+    cannot train."""
+    from ..data.problems import FATAL
+    from ..errors import DataError
+
+    problems = report.problems
+    if problems and not report.ignore_data_errors:
+        lines = len({(p.source, p.line) for p in problems})
+        raise DataError(problems, summary=(
+            f"{len(problems)} problem(s) on {lines} line(s) and ignore_data_errors=false: fix them, or train with "
+            "ignore_data_errors=true (the default, as Azure) to leave out what Azure leaves out"))
+    reasons = report.stop_reasons()
+    if reasons:
+        fatal = [p for p in problems if p.training == FATAL]
+        counts = f"\n{report.summary(shown=0)}\nthe problems (`visionml validate` tags each)" if problems else ""
+        raise DataError(fatal or problems, summary=f"training stops: {'; '.join(reasons)}{counts}")
 
 
 def _dataset(settings: Settings, records, train: bool, workers: int):
@@ -50,7 +77,7 @@ def _dataset(settings: Settings, records, train: bool, workers: int):
     config = resolve_data_config(settings.model_name, settings.hp)
     return VisionDataset(records, settings.task, settings.labels, settings.task.transforms(config, train),
                          cache_images=workers == 0 and pixels < CACHE_LIMIT_BYTES,
-                         skip_invalid=bool(settings.run["skip_invalid"]))
+                         skip_invalid=bool(settings.hp["ignore_data_errors"]))
 
 
 def workers(options: TrainOptions, hp) -> int:

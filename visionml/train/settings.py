@@ -16,7 +16,7 @@ from .options import PRECISIONS, TrainOptions
 
 # Options a resumed run takes from config.json; an explicit different value is refused.
 RESUMED_FIELDS = ("task", "training_data", "validation_data", "pretrained", "preset", "checkpoint",
-                  "skip_invalid", "seed", "precision")
+                  "seed", "precision")
 
 
 @dataclass
@@ -52,7 +52,7 @@ def settings_for(options: TrainOptions, run_dir: Path) -> Settings:
     if options.task is None or options.training_data is None:
         raise UsageError("a run needs --task and --training-data")
     task = get_task(options.task)
-    overrides = dict(options.overrides or {})
+    overrides = _with_skip_invalid(task, options)
     if options.model_name:
         overrides["model_name"] = options.model_name
     if options.precision:
@@ -67,7 +67,7 @@ def settings_for(options: TrainOptions, run_dir: Path) -> Settings:
     run = {"training_data": absolute(options.training_data), "validation_data": absolute(options.validation_data),
            "pretrained": True if options.pretrained is None else bool(options.pretrained),
            "preset": options.preset, "checkpoint": absolute(options.checkpoint),
-           "skip_invalid": bool(options.skip_invalid), "seed": int(seed), "precision": hp["precision"],
+           "seed": int(seed), "precision": hp["precision"],
            "datastores": list(options.datastores or [])}
     return Settings(task, hp, run)
 
@@ -77,17 +77,19 @@ def _resumed(options: TrainOptions, run_dir: Path) -> Settings:
 
     saved = rundir.read_json(run_dir / rundir.CONFIG)
     task = get_task(saved["task"])
-    settings = Settings(task, resolve_hyperparameters(task, saved["hyperparameters"]), saved["run"],
+    hyperparameters = dict(saved["hyperparameters"])
+    if "ignore_data_errors" not in hyperparameters and "skip_invalid" in saved["run"]:
+        hyperparameters["ignore_data_errors"] = bool(saved["run"]["skip_invalid"])  # a run from before the key
+    settings = Settings(task, resolve_hyperparameters(task, hyperparameters), saved["run"],
                         saved.get("labels", []))
     given = {"task": get_task(options.task).name if options.task else None,
              "training_data": absolute(options.training_data), "validation_data": absolute(options.validation_data),
              "pretrained": options.pretrained, "preset": options.preset, "checkpoint": absolute(options.checkpoint),
-             "skip_invalid": options.skip_invalid, "seed": options.seed, "precision": options.precision}
+             "seed": options.seed, "precision": options.precision}
     saved_values = {**settings.run, "task": task.name}
     conflicts = [f"{k}: run has {saved_values.get(k)!r}, given {v!r}" for k, v in given.items()
-                 if v is not None and k in RESUMED_FIELDS and v != saved_values.get(k)
-                 and not (k == "skip_invalid" and v is False)]
-    overrides = dict(options.overrides or {})
+                 if v is not None and k in RESUMED_FIELDS and v != saved_values.get(k)]
+    overrides = _with_skip_invalid(task, options)
     if options.model_name:
         overrides["model_name"] = options.model_name
     if overrides:
@@ -98,6 +100,22 @@ def _resumed(options: TrainOptions, run_dir: Path) -> Settings:
         raise UsageError(f"--resume continues {run_dir} with the settings it started with; these differ:\n  "
                          + "\n  ".join(conflicts) + "\nDrop them, or start a new run with another --output.")
     return settings
+
+
+def _with_skip_invalid(task, options: TrainOptions) -> dict:
+    """The ``--set`` overrides, with ``--skip-invalid`` as what it now means: ignore_data_errors=true
+    (the default); a contradicting ``--set ignore_data_errors=false`` is refused."""
+    from ..config import get_param
+
+    overrides = dict(options.overrides or {})
+    if not options.skip_invalid:
+        return overrides
+    given = overrides.get("ignore_data_errors")
+    if given is not None and not get_param("ignore_data_errors", task).parse(given, task):
+        raise UsageError("--skip-invalid means ignore_data_errors=true (the default), but --set ignore_data_errors="
+                         f"{given} was given too: drop one of them")
+    overrides["ignore_data_errors"] = True
+    return overrides
 
 
 def resolve(task, overrides: dict, preset: str | None) -> Hyperparameters:
