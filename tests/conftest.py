@@ -1,8 +1,14 @@
-"""Shared test settings: small thread counts so the suite behaves on a 2-core machine."""
+"""Settings and fixtures every test package shares: no network, torch's thread count for a 2-core
+machine, and the tiny data sets and model folders that several packages use (made once per
+session, into tmp_path_factory; shared, so a test that changes one copies it first)."""
+
+from __future__ import annotations
 
 import os
 
 import pytest
+
+from tests.support import LABELS, task_name, tiny_model_folder
 
 # Tests must never reach the network for weights or data.
 os.environ.setdefault("VISIONML_OFFLINE", "1")
@@ -10,12 +16,47 @@ os.environ.setdefault("VISIONML_OFFLINE", "1")
 
 @pytest.fixture(autouse=True, scope="session")
 def _torch_threads():
-    try:
-        import torch
-    except ImportError:  # pragma: no cover
-        yield
-        return
+    """Two intra-op threads at most; one per worker under pytest-xdist (`make test` runs two
+    workers), whose processes already take both cores."""
+    import torch
+
     before = torch.get_num_threads()
-    torch.set_num_threads(min(2, before))
+    torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, before))
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def sample_data(tmp_path_factory):
+    """``sample_data(task, n=10, seed=0, size=(160, 120))`` -> {"train", "val"} JSONL paths of
+    `visionml sample-data` images (n=10: 8 train, 2 val), made once per session per arguments;
+    ``task`` may be an alias. sample-data's smallest images: one epoch of any task at
+    support.FAST_TRAINING's sizes takes seconds."""
+    from visionml.data.sample import make_sample_data
+
+    made = {}
+
+    def get(task: str, n: int = 10, seed: int = 0, size: tuple[int, int] = (160, 120)) -> dict:
+        key = (task_name(task), n, seed, tuple(size))
+        if key not in made:
+            made[key] = make_sample_data(key[0], tmp_path_factory.mktemp(key[0]), n=n, seed=seed, size=size)
+        return made[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def model_folder(tmp_path_factory):
+    """``model_folder(task, model_name=None, labels=LABELS, adjust=None, **hp)`` -> a model folder
+    saved as training saves one, holding an untrained registry network at support.TINY's sizes
+    (``hp`` on top): made once per session for each distinct set of arguments."""
+    made = {}
+
+    def get(task: str, model_name: str | None = None, labels=LABELS, adjust=None, **hp):
+        key = (task_name(task), model_name, tuple(labels), adjust, tuple(sorted(hp.items())))
+        if key not in made:
+            folder = tmp_path_factory.mktemp(f"{key[1] or key[0]}") / "model"
+            made[key] = tiny_model_folder(folder, key[0], model_name, labels, adjust, **hp)
+        return made[key]
+
+    return get

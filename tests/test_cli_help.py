@@ -11,8 +11,6 @@ import pytest
 
 from visionml.cli import build_parser, main
 
-from support import make_untrained_model_folder
-
 
 def _subparsers() -> dict[str, argparse.ArgumentParser]:
     parser = build_parser()
@@ -112,10 +110,8 @@ def test_resolve_device():
 
 
 @pytest.fixture(scope="module")
-def classifier(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("help_model") / "model"
-    return make_untrained_model_folder(folder, "image_classification", "resnet18", ["circle", "square"],
-                                       {"validation_resize_size": 72, "validation_crop_size": 64})
+def classifier(model_folder):
+    return model_folder("image_classification")
 
 
 @pytest.fixture(scope="module")

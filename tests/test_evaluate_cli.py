@@ -9,35 +9,24 @@ import pytest
 
 from visionml.cli import main
 from visionml.data.reader import read_dataset
-from visionml.data.sample import make_sample_data
 from visionml.tasks import MULTICLASS, SEGMENTATION
 
-from support import make_untrained_model_folder
+from tests.support import LABELS
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
-TINY = {
-    MULTICLASS: ("resnet18", {"validation_resize_size": 72, "validation_crop_size": 64}),
-    # scores everything (threshold 0) so a random network still returns objects to evaluate
-    SEGMENTATION: ("maskrcnn_resnet18_fpn", {"min_size": 96, "max_size": 128, "box_score_threshold": 0.0,
-                                             "box_detections_per_image": 5}),
-}
-
-
-def make_model_folder(path, task, labels):
-    name, hp = TINY[task]
-    return make_untrained_model_folder(path, task, name, labels, hp)
+# Scores everything (threshold 0) so a random network still returns objects to evaluate.
+SETTINGS = {MULTICLASS: {}, SEGMENTATION: {"box_score_threshold": 0.0, "box_detections_per_image": 5}}
 
 
 @pytest.fixture(scope="module")
-def setups(tmp_path_factory):
-    """Per task: (model folder, validation JSONL of 3 images)."""
-    root = tmp_path_factory.mktemp("evaluate_cli")
+def setups(sample_data, model_folder):
+    """Per task: (model folder, validation JSONL of 2 images)."""
     out = {}
-    for task in TINY:
-        data = make_sample_data(task, root / task / "data", n=8, seed=2, size=(160, 120))
-        labels = read_dataset(data["train"], task).labels
-        out[task] = (make_model_folder(root / task / "model", task, labels), data["val"])
+    for task, settings in SETTINGS.items():
+        data = sample_data(task, n=8, seed=2)
+        assert read_dataset(data["train"], task).labels == LABELS  # the model folders' labels
+        out[task] = (model_folder(task, **settings), data["val"])
     return out
 
 

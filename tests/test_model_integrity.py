@@ -21,24 +21,20 @@ import torch
 from visionml.cli import main
 from visionml.modelio import MANIFEST, WEIGHTS
 
-from support import free_port, make_untrained_model_folder
+from tests.support import LABELS, free_port, make_untrained_model_folder
 
-LABELS = ["circle", "square", "triangle", "star"]
 SMALL = {"validation_resize_size": 64, "validation_crop_size": 64}
 
 
 @pytest.fixture(scope="module")
-def source(tmp_path_factory):
-    return make_untrained_model_folder(tmp_path_factory.mktemp("source") / "model", "image_classification",
-                                       "mobilenet_v3_small", LABELS, SMALL)
+def source(model_folder):
+    """The classifier the tests copy and damage (shared: never changed in place)."""
+    return model_folder("image_classification", "mobilenet_v3_small", **SMALL)
 
 
 @pytest.fixture(scope="module")
-def detector(tmp_path_factory):
-    return make_untrained_model_folder(tmp_path_factory.mktemp("detector") / "model", "image_object_detection",
-                                       "fasterrcnn_mobilenet_v3_large_fpn", LABELS,
-                                       {"min_size": 96, "max_size": 128, "rpn_pre_nms_top_n_test": 50,
-                                        "rpn_post_nms_top_n_test": 10})
+def detector(model_folder):
+    return model_folder("image_object_detection")
 
 
 @pytest.fixture()

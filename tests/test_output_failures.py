@@ -22,9 +22,6 @@ import pytest
 
 from visionml.cli import main
 
-from support import make_untrained_model_folder
-
-LABELS = ["circle", "square", "triangle", "star"]
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 
@@ -37,10 +34,9 @@ def data(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return make_untrained_model_folder(tmp_path_factory.mktemp("model") / "model", "image_classification",
-                                       "mobilenet_v3_small", LABELS,
-                                       {"validation_resize_size": 64, "validation_crop_size": 64})
+def model_dir(model_folder):
+    return model_folder("image_classification", "mobilenet_v3_small", validation_resize_size=64,
+                        validation_crop_size=64)
 
 
 @pytest.fixture()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import cli, make_image, read_jsonl, validate_ok
+from .helpers import cli, make_image, read_jsonl, validate_ok
 
 
 def test_imagefolder_to_multiclass(tmp_path, capsys):

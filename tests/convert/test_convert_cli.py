@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import cli, make_image, read_jsonl
+from .helpers import cli, make_image, read_jsonl
 
 from visionml.convert.common import Problems, box_object_abs, image_url_for, polygon_object_abs
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import orjson
-from conftest import (areas_by_image_abs, assert_areas_close, assert_boxes_close,
+from .helpers import (areas_by_image_abs, assert_areas_close, assert_boxes_close,
                       boxes_by_image_abs, cli, make_image, read_jsonl, validate_ok)
 from pycocotools import mask as mask_utils
 

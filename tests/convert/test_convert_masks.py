@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import cli, make_image, read_jsonl, validate_ok
+from .helpers import cli, make_image, read_jsonl, validate_ok
 from PIL import Image
 
 from visionml import geometry

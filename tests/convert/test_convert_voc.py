@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from conftest import cli, make_image, read_jsonl, validate_ok
+from .helpers import cli, make_image, read_jsonl, validate_ok
 
 BCCD = Path(__file__).resolve().parents[1] / "fixtures" / "bccd"
 

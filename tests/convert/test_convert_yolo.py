@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 import yaml
-from conftest import (areas_by_image_abs, assert_areas_close, assert_boxes_close,
+from .helpers import (areas_by_image_abs, assert_areas_close, assert_boxes_close,
                       boxes_by_image_abs, cli, make_image, read_jsonl, validate_ok)
 
 from visionml import geometry

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from jsonl_testdata import write_image
+from .jsonl_testdata import write_image
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 import visionml
-from jsonl_testdata import box, write_image, write_jsonl
+from .jsonl_testdata import box, write_image, write_jsonl
 from PIL import Image
 
 from visionml.cli import main
@@ -226,11 +226,8 @@ def test_image_size_summary_names_real_images(tmp_path, capsys, check):
         "max": {"width": 20, "height": 400}}
 
 
-def test_predict_finds_every_image_format_validate_accepts(tmp_path, capsys):
-    from support import make_untrained_model_folder
-
-    model = make_untrained_model_folder(tmp_path / "model", "image_classification", "mobilenet_v3_small",
-                                        ["cat", "dog"])
+def test_predict_finds_every_image_format_validate_accepts(tmp_path, model_folder, capsys):
+    model = model_folder("image_classification")
     for name, fmt in (("a.gif", "GIF"), ("b.webp", "WEBP"), ("c.png", "PNG")):
         write_image(tmp_path / "images" / name, fmt=fmt)
     out = tmp_path / "preds.jsonl"

@@ -6,7 +6,7 @@ import time
 from contextlib import nullcontext
 
 import pytest
-from jsonl_testdata import png_header_only, write_image
+from .jsonl_testdata import png_header_only, write_image
 from PIL import Image
 
 from visionml.data.images import DEFAULT_MAX_PIXELS, check_image, load_rgb, local_path

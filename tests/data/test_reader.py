@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from jsonl_testdata import box, png_header_only, poly, write_image, write_jsonl
+from .jsonl_testdata import box, png_header_only, poly, write_image, write_jsonl
 
 from visionml.errors import DataError, UsageError, VisionMLError
 from visionml.data.reader import load_dataset, read_dataset, write_invalid_lines

@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from jsonl_testdata import write_image, write_jsonl
+from .jsonl_testdata import write_image, write_jsonl
 
 from visionml.data.reader import read_dataset
 from visionml.data.resolve import cache_path, fetch, parse_datastores, resolve_image_url

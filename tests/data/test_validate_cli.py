@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 import visionml
-from jsonl_testdata import box, poly, write_image, write_jsonl
+from .jsonl_testdata import box, poly, write_image, write_jsonl
 
 from visionml.cli import main
 

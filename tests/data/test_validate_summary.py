@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from jsonl_testdata import box, poly, write_jsonl
+from .jsonl_testdata import box, poly, write_jsonl
 
 from visionml.data import validate
 from visionml.data.reader import load_dataset

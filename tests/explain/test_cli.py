@@ -9,20 +9,12 @@ from visionml.commands.explain import ALGORITHMS
 from visionml.explain import XAI_ALGORITHMS
 from visionml.tasks import DETECTION, MULTICLASS, MULTILABEL
 
-from support import make_untrained_model_folder
-
-LABELS = ["can", "carton", "milk bottle", "water_bottle"]
-
-
-def _model_folder(path, task, name="resnet18", **hp):
-    return make_untrained_model_folder(path, task, name, LABELS, hp)
+from .helpers import LABELS
 
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    root = tmp_path_factory.mktemp("explain_models")
-    small = {"validation_resize_size": 72, "validation_crop_size": 64}
-    return {task: _model_folder(root / task, task, **small) for task in (MULTICLASS, MULTILABEL)}
+def folders(model_folder):
+    return {task: model_folder(task, labels=LABELS) for task in (MULTICLASS, MULTILABEL)}
 
 
 @pytest.fixture()
@@ -70,15 +62,15 @@ def test_bad_parameter_exits_1_naming_valid_values(folders, image_file, capsys):
     assert main(["explain", "--model", str(folders[MULTICLASS]), str(image_file), "--set", "nsteps"]) == 2
 
 
-def test_vit_guided_gradcam_is_a_clear_error(tmp_path, image_file, capsys):
-    folder = _model_folder(tmp_path / "vit", MULTICLASS, name="vits16r224")  # timm ViT-S: quick to build
+def test_vit_guided_gradcam_is_a_clear_error(model_folder, image_file, capsys):
+    folder = model_folder(MULTICLASS, "vits16r224", labels=LABELS)  # timm ViT-S: quick to build
     assert main(["explain", "--model", str(folder), str(image_file), "--algorithm", "guided_gradcam"]) == 1
     err = capsys.readouterr().err
     assert "convolutional layer" in err and "vits16r224" in err
 
 
-def test_detection_model_is_refused(tmp_path, image_file, capsys):
-    folder = make_untrained_model_folder(tmp_path / "det", DETECTION, "fasterrcnn_mobilenet_v3_large_fpn", ["a", "b"])
+def test_detection_model_is_refused(model_folder, image_file, capsys):
+    folder = model_folder(DETECTION)
     assert main(["explain", "--model", str(folder), str(image_file)]) == 1
     assert "classification" in capsys.readouterr().err
 

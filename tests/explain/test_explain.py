@@ -13,7 +13,7 @@ from visionml.errors import VisionMLError
 from visionml.explain import explain, round_significant
 from visionml.tasks import DETECTION, SEGMENTATION
 
-from .conftest import TinyPredictor, random_resnet18
+from .helpers import TinyPredictor, random_resnet18
 
 ALGORITHMS = ["xrai", "integrated_gradients", "guided_gradcam", "guided_backprop"]
 FAST = {"n_steps": 8}  # few IG steps: the shapes and checks are the same as with 50

@@ -17,7 +17,7 @@ from torch import nn
 from visionml.explain import explain_arrays
 from visionml.tasks import MULTICLASS, MULTILABEL
 
-from .conftest import MEAN, STD, TinyPredictor
+from .helpers import MEAN, STD, TinyPredictor
 
 SIZE, SQUARE = 96, 28
 COLOURS = {"red": (0.9, 0.1, 0.1), "green": (0.1, 0.85, 0.1), "blue": (0.1, 0.1, 0.9)}

@@ -12,23 +12,21 @@ from PIL import Image
 
 from visionml.tasks import MULTICLASS, MULTILABEL
 
-from support import ThreadServer
+from tests.support import ThreadServer
 
-from .test_cli import LABELS, _model_folder
+from .helpers import LABELS
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
+def served(model_folder):
     """One uvicorn server per classification task, in threads of this process; always stopped."""
     from visionml.predict import Predictor
     from visionml.serve import create_app
 
-    root = tmp_path_factory.mktemp("xai_serve")
-    small = {"validation_resize_size": 72, "validation_crop_size": 64}
     with contextlib.ExitStack() as stack:
         urls = {}
         for task in (MULTICLASS, MULTILABEL):
-            predictor = Predictor.from_folder(_model_folder(root / task, task, **small))
+            predictor = Predictor.from_folder(model_folder(task, labels=LABELS))
             urls[task] = stack.enter_context(ThreadServer(create_app(predictor))).url
         yield urls
 

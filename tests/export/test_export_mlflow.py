@@ -20,10 +20,9 @@ import visionml
 from visionml.cli import main
 from visionml.tasks import DETECTION, MULTICLASS
 
-from support import free_port
+from tests.support import LABELS, free_port
 
-from .conftest import LABELS
-from .test_export_onnx import assert_same_detections
+from .helpers import assert_same_detections
 
 mlflow = pytest.importorskip("mlflow", reason="the mlflow extra is not installed (pip install 'visionml[mlflow]')")
 pd = pytest.importorskip("pandas")

@@ -9,18 +9,16 @@ import shutil
 import numpy as np
 import onnx
 import pytest
-from scipy.optimize import linear_sum_assignment
 
 import visionml
 from visionml.cli import main
 from visionml.errors import UsageError, VisionMLError
-from visionml.geometry import polygon_norm_to_abs, polygons_abs_to_mask
 from visionml.predict import Predictor
 from visionml.tasks import DETECTION, MULTICLASS, MULTILABEL, SEGMENTATION, TASKS
 
-from support import ThreadServer
+from tests.support import LABELS, ThreadServer
 
-from .conftest import LABELS, LOW_THRESHOLD
+from .helpers import LOW_THRESHOLD, assert_same_detections
 
 
 # -- the exported folder ---------------------------------------------------------------------
@@ -63,39 +61,6 @@ def test_classification_probabilities_match_torch(model_dirs, onnx_dirs, sample_
     if task == MULTICLASS:
         assert abs(sum(onnx_out[0]["probs"]) - 1) < 1e-5
     assert len({tuple(np.round(o["probs"], 6)) for o in onnx_out}) > 1  # the images really differ
-
-
-def _boxes(obj) -> np.ndarray:
-    return np.array([[b["box"][k] for k in ("topX", "topY", "bottomX", "bottomY")] for b in obj["boxes"]]).reshape(-1, 4)
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    import torch
-    from torchvision.ops import box_iou
-
-    return box_iou(torch.as_tensor(a), torch.as_tensor(b)).numpy()
-
-
-def assert_same_detections(expected: dict, got: dict, polygons: bool = False, size=None) -> int:
-    """Boxes matched 1:1 (Hungarian on IoU) with IoU >= 0.99, the same label and scores within
-    1e-3; with ``polygons``, each pair's polygons rasterise to masks with IoU >= 0.95."""
-    assert len(got["boxes"]) == len(expected["boxes"])
-    if not expected["boxes"]:
-        return 0
-    iou = _iou(_boxes(expected), _boxes(got))
-    rows, cols = linear_sum_assignment(-iou)
-    for i, j in zip(rows, cols):
-        a, b = expected["boxes"][i], got["boxes"][j]
-        assert iou[i, j] >= 0.99, (a, b)
-        assert a["label"] == b["label"]
-        assert abs(a["score"] - b["score"]) <= 1e-3
-        if polygons:
-            width, height = size
-            masks = [polygons_abs_to_mask(polygon_norm_to_abs(x["polygon"], width, height), height, width)
-                     for x in (a, b)]
-            union = np.logical_or(*masks).sum()
-            assert union > 0 and np.logical_and(*masks).sum() / union >= 0.95
-    return len(rows)
 
 
 @pytest.mark.parametrize("overrides", [{}, LOW_THRESHOLD], ids=["manifest-threshold", "lowered-threshold"])

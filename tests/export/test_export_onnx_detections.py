@@ -13,7 +13,7 @@ from visionml.cli import main
 from visionml.geometry import polygon_norm_to_abs, polygons_abs_to_mask
 from visionml.tasks import SEGMENTATION
 
-from .conftest import GATED, ONE_STAGE
+from .helpers import GATED, ONE_STAGE
 
 BOX_TOLERANCE = 1e-3  # of the image's width and height (the answers' boxes are normalised)
 SCORE_TOLERANCE = 1e-3

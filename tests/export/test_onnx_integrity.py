@@ -14,7 +14,7 @@ from PIL import Image
 from visionml.cli import main
 from visionml.modelio import MANIFEST
 
-from support import make_untrained_model_folder
+from tests.support import make_untrained_model_folder
 
 
 @pytest.fixture(scope="module")

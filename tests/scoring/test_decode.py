@@ -10,7 +10,7 @@ from PIL import Image
 
 from visionml.predict.decode import DecodeError, b64decode, decode_image, filename_of, parse_score_item
 
-from .conftest import image_bytes
+from tests.support import image_bytes
 
 
 def test_base64_with_and_without_line_breaks_and_data_uri_decode_alike():

@@ -10,7 +10,7 @@ import pytest
 from visionml.cli import main
 from visionml.tasks import MULTICLASS, SEGMENTATION
 
-from .conftest import LABELS, image_bytes
+from tests.support import LABELS, image_bytes
 
 
 @pytest.fixture()

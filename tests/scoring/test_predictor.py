@@ -15,7 +15,7 @@ from visionml.errors import UsageError, VisionMLError
 from visionml.predict import Predictor
 from visionml.tasks import DETECTION, MULTICLASS, MULTILABEL, SEGMENTATION
 
-from .conftest import LABELS, image_bytes
+from tests.support import LABELS, image_bytes
 
 
 def test_every_input_kind_gives_the_same_answer(predictors, tmp_path):

@@ -18,7 +18,9 @@ from PIL import Image
 
 from visionml.tasks import DETECTION, MULTICLASS, MULTILABEL, SEGMENTATION
 
-from .conftest import API_KEY, LABELS, image_bytes
+from tests.support import LABELS, image_bytes
+
+from .helpers import API_KEY
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 

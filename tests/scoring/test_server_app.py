@@ -14,9 +14,7 @@ import httpx
 from visionml.serve import MicroBatcher, create_app
 from visionml.tasks import MULTICLASS
 
-from support import ThreadServer
-
-from .conftest import image_bytes
+from tests.support import ThreadServer, image_bytes
 
 BODY = json.dumps({"input_data": {"columns": ["image"], "data": [base64.b64encode(image_bytes()).decode()]}})
 

@@ -20,9 +20,7 @@ from PIL import Image
 from visionml.serve import create_app, default_max_request_pixels
 from visionml.tasks import DETECTION, MULTICLASS
 
-from support import ThreadServer
-
-from .conftest import LABELS, ServeProcess, image_bytes
+from tests.support import LABELS, ServeProcess, ThreadServer, image_bytes
 
 OBJECT_REPR = re.compile(r"object at 0x[0-9a-f]+")
 

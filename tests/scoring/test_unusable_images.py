@@ -17,7 +17,7 @@ from visionml.cli import main
 from visionml.predict.decode import DecodeError
 from visionml.tasks import DETECTION, MULTICLASS
 
-from .conftest import image_bytes
+from tests.support import image_bytes
 
 OBJECT_REPR = re.compile(r"object at 0x[0-9a-f]+")
 
@@ -87,7 +87,7 @@ def test_explain_cli_says_no_such_file(model_dirs, capsys):
 def test_evaluate_skips_and_reports_an_image_the_model_cannot_take(model_dirs, images_with_a_thin_one, tmp_path,
                                                                     capsys):
     data = tmp_path / "val.jsonl"
-    box = {"label": "can", "topX": 0.1, "topY": 0.1, "bottomX": 0.6, "bottomY": 0.7}
+    box = {"label": "circle", "topX": 0.1, "topY": 0.1, "bottomX": 0.6, "bottomY": 0.7}
     lines = [{"image_url": f"images/{name}", "label": [box]} for name in ("a.jpg", "b_thin.png", "c.jpg")]
     data.write_text("".join(json.dumps(line) + "\n" for line in lines))
     output = tmp_path / "metrics.json"
@@ -95,7 +95,7 @@ def test_evaluate_skips_and_reports_an_image_the_model_cannot_take(model_dirs, i
     captured = capsys.readouterr()
     assert code == 0, captured.err
     metrics = json.loads(output.read_text())
-    assert metrics["per_label"]["can"]["num_ground_truth"] == 2  # the skipped image is not counted
+    assert metrics["per_label"]["circle"]["num_ground_truth"] == 2  # the skipped image is not counted
     notes = [n for n in metrics["notes"] if "skipped" in n]
     assert len(notes) == 1 and "1 image(s)" in notes[0] and f"{data}:2" in notes[0]
     assert f"{data}:2" in captured.err and "100000x1" in captured.err

@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from support import free_port
+from tests.support import free_port
 
-from .conftest import FAST, write_job
+from .helpers import FAST, write_job
 
 
 def _pg_bin(name: str) -> str | None:
@@ -51,11 +51,11 @@ def postgres_url():
         shutil.rmtree(base, ignore_errors=True)
 
 
-def test_two_workers_share_one_sweep(tmp_path, sweep_data, postgres_url):
+def test_two_workers_share_one_sweep(tmp_path, sample_data, postgres_url):
     import json
 
     task = "image_classification"
-    data = sweep_data(task)
+    data = sample_data(task)
     job = write_job(tmp_path / "job.yml", "\n".join([
         "type: automl", f"task: {task}",
         f"training_data: {{path: {data['train']}, type: mltable}}",

@@ -19,7 +19,7 @@ from visionml.cli import main
 from visionml.modelio import load_model_folder
 from visionml.sweep import runner
 
-from .conftest import FAST, write_job
+from .helpers import FAST, write_job
 
 
 def read_trials(run_dir):
@@ -64,9 +64,9 @@ CASES = {
 
 
 @pytest.mark.parametrize("task", list(CASES))
-def test_each_task_runs_from_azure_yaml(tmp_path, sweep_data, task):
+def test_each_task_runs_from_azure_yaml(tmp_path, sample_data, task):
     space, limits, sweep = CASES[task]
-    job = write_job(tmp_path / "job.yml", job_yaml(task, sweep_data(task), FAST[task], space, limits, sweep))
+    job = write_job(tmp_path / "job.yml", job_yaml(task, sample_data(task), FAST[task], space, limits, sweep))
     run_dir = tmp_path / "run"
     assert main(["run", str(job), "--output", str(run_dir), "--no-pretrained"]) == 0
     rows = read_trials(run_dir)
@@ -91,11 +91,11 @@ def test_each_task_runs_from_azure_yaml(tmp_path, sweep_data, task):
     assert (run_dir / "plots" / "sweep_progress.png").stat().st_size > 1000
 
 
-def test_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, sweep_data):
+def test_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, sample_data):
     task = "image_classification"
     params = {**FAST[task], "optimizer": "sgd", "momentum": 0.0, "nesterov": False}
     space = [{"model_name": "choice('mobilenet_v3_small')", "learning_rate": "choice(0.001, 1e30)"}]
-    job = write_job(tmp_path / "job.yml", job_yaml(task, sweep_data(task), params, space,
+    job = write_job(tmp_path / "job.yml", job_yaml(task, sample_data(task), params, space,
                                                     "limits: {max_trials: 2, max_concurrent_trials: 1}",
                                                     "sweep: {sampling_algorithm: grid}"))
     run_dir = tmp_path / "run"
@@ -108,10 +108,10 @@ def test_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, sweep_data):
     assert "out of range" in failed["error"]  # the trial's own error, for the user to read
 
 
-def test_resume_redoes_only_unfinished_trials(tmp_path, sweep_data, monkeypatch):
+def test_resume_redoes_only_unfinished_trials(tmp_path, sample_data, monkeypatch):
     task = "image_classification"
     space = [{"model_name": "choice('mobilenet_v3_small')", "learning_rate": "choice(0.001, 0.002, 0.003)"}]
-    job = write_job(tmp_path / "job.yml", job_yaml(task, sweep_data(task), FAST[task], space,
+    job = write_job(tmp_path / "job.yml", job_yaml(task, sample_data(task), FAST[task], space,
                                                     "limits: {max_trials: 3, max_concurrent_trials: 1}",
                                                     "sweep: {sampling_algorithm: grid}"))
     run_dir = tmp_path / "run"
@@ -138,11 +138,11 @@ def test_resume_redoes_only_unfinished_trials(tmp_path, sweep_data, monkeypatch)
     assert sorted(float(r["learning_rate"]) for r in done) == [0.001, 0.002, 0.003]
 
 
-def test_ctrl_c_keeps_finished_trials(tmp_path, sweep_data):
+def test_ctrl_c_keeps_finished_trials(tmp_path, sample_data):
     task = "image_classification"
     params = {**FAST[task], "number_of_epochs": 30, "early_stopping": False}
     space = [{"model_name": "choice('mobilenet_v3_small')", "learning_rate": "choice(0.001, 0.002)"}]
-    job = write_job(tmp_path / "job.yml", job_yaml(task, sweep_data(task), params, space,
+    job = write_job(tmp_path / "job.yml", job_yaml(task, sample_data(task), params, space,
                                                     "limits: {max_trials: 2, max_concurrent_trials: 1}",
                                                     "sweep: {sampling_algorithm: grid}"))
     run_dir = tmp_path / "run"
@@ -167,8 +167,8 @@ def test_ctrl_c_keeps_finished_trials(tmp_path, sweep_data):
     assert "interrupted" in out
 
 
-def test_job_yaml_errors_exit_1_with_the_reason(tmp_path, sweep_data, capsys):
-    data = sweep_data("image_classification")
+def test_job_yaml_errors_exit_1_with_the_reason(tmp_path, sample_data, capsys):
+    data = sample_data("image_classification")
     job = write_job(tmp_path / "job.yml", yaml.safe_dump({
         "type": "automl", "task": "image_classification", "training_data": str(data["train"]),
         "training_parameters": {"learning_rat": 0.1}, "limits": {"max_trials": 2}}))

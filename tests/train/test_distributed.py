@@ -10,7 +10,7 @@ import sys
 
 import torch
 
-from .conftest import train_args
+from tests.support import train_args
 
 
 def test_torchrun_with_two_processes_trains_one_model(sample_data, tmp_path):

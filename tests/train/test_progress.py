@@ -8,7 +8,7 @@ import re
 from visionml.cli import main
 from visionml.train import loop
 
-from .conftest import train_args
+from tests.support import train_args
 
 LINE = re.compile(r"^epoch 1  step (\d+)/(\d+)  loss \d+\.\d{4}  \d+\.\d+ img/s  \d+s$")
 

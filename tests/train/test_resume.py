@@ -10,11 +10,11 @@ import torch
 from visionml.cli import main
 from visionml.train import TrainOptions, train
 
-from .conftest import FAST
+from tests.support import fast_settings
 
 
 def _options(data, output, overrides=None, **extra) -> TrainOptions:
-    settings = dict(item.split("=") for item in FAST["multiclass"])
+    settings = fast_settings("multiclass")
     settings.update({"number_of_epochs": 2, "warmup_cosine_lr_warmup_epochs": 0, "early_stopping": False,
                      **(overrides or {})})
     return TrainOptions(task="multiclass", training_data=data["train"], validation_data=data["val"],

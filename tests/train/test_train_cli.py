@@ -12,7 +12,7 @@ from visionml.cli import main
 from visionml.modelio import load_model_folder
 from visionml.tasks import get_task
 
-from .conftest import train_args
+from tests.support import train_args
 
 TASKS = ["multiclass", "multilabel", "object-detection", "instance-segmentation"]
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from visionml.cli import main
 
-from .conftest import train_args
+from tests.support import train_args
 
 
 def _with_a_thin_image(data: dict, tmp_path) -> tuple[dict, object]:

@@ -14,7 +14,7 @@ import torch
 from visionml.cli import main
 from visionml.train import TrainOptions, train
 
-from .conftest import FAST, train_args
+from tests.support import fast_settings, train_args
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -51,7 +51,7 @@ def test_a_disk_too_full_for_the_checkpoints_is_refused_before_epoch_1(sample_da
 
 
 def _options(data, output, on_evaluation=None) -> TrainOptions:
-    settings = dict(item.split("=") for item in FAST["multiclass"])
+    settings = fast_settings("multiclass")
     settings.update({"number_of_epochs": 3, "early_stopping": False})
     return TrainOptions(task="multiclass", training_data=data["train"], validation_data=data["val"], output=output,
                         pretrained=False, preset="cpu", seed=0, precision="fp32", device="cpu", overrides=settings,
