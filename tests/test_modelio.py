@@ -64,8 +64,9 @@ def test_manifest_sections():
     assert manifest["preprocessing"] == {"min_size": 600, "max_size": 1333, "mean": [0.485, 0.456, 0.406],
                                          "std": [0.229, 0.224, 0.225]}
     assert manifest["inference"] == {"box_score_threshold": 0.3, "nms_iou_threshold": 0.5,
-                                     "box_detections_per_image": 100, "mask_pixel_score_threshold": 0.5,
-                                     "max_number_of_polygon_points": 100}
+                                     "box_detections_per_image": 100, "tile_grid_size": [3, 2],
+                                     "tile_overlap_ratio": 0.25, "tile_predictions_nms_threshold": 0.25,
+                                     "mask_pixel_score_threshold": 0.5, "max_number_of_polygon_points": 100}
     assert manifest["hyperparameters"]["tile_grid_size"] == [3, 2]
     assert {"visionml", "torch", "torchvision"} <= set(manifest["versions"])
     cls = make_manifest(MULTICLASS, "resnet18", LABELS, resolve_hyperparameters(MULTICLASS, {}))

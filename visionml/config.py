@@ -205,6 +205,9 @@ def _parse_grid(p: Param, raw) -> tuple[int, int]:
         raise UsageError(f"{p.name}={raw!r} is not valid: use {p.describe()}") from None
     if cols < 1 or rows < 1:
         raise UsageError(f"{p.name}={raw!r}: both grid sizes must be at least 1")
+    if cols * rows < 2:  # Azure refuses it too: one tile is the whole image again
+        raise UsageError(f"{p.name}={raw!r}: a grid of one tile is the image itself; use at least 2 tiles "
+                         f"(e.g. 2x1 or 3x2), or none for no tiling")
     return cols, rows
 
 
@@ -294,9 +297,10 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     Param("validation_metric_type", "choice", "voc", groups=DET, choices=("none", "coco", "voc", "coco_voc"),
           help="none: no validation metrics; every evaluation's model replaces the last (Azure's rule)"),
     Param("validation_iou_threshold", "float", 0.5, groups=DET, low=0.1, high=1, clamp=True),
-    Param("tile_grid_size", "grid", None, groups=DET, optional=True),
-    Param("tile_overlap_ratio", "float", 0.25, groups=DET, low=0, high=1, high_open=True),
-    Param("tile_predictions_nms_threshold", "float", 0.25, groups=DET, low=0, high=1,
+    Param("tile_grid_size", "grid", None, groups=DET, optional=True, inference=True,
+          help="tiling for small objects: train on the image and its tiles, predict on both (docs/models.md)"),
+    Param("tile_overlap_ratio", "float", 0.25, groups=DET, low=0, high=1, high_open=True, inference=True),
+    Param("tile_predictions_nms_threshold", "float", 0.25, groups=DET, low=0, high=1, inference=True,
           aliases=("tile_predictions_nms_thresh",)),
     # --- instance segmentation (Azure) ---
     Param("mask_pixel_score_threshold", "float", 0.5, groups=SEG, low=0, high=1, inference=True),
@@ -570,13 +574,9 @@ def _apply_model_rules(task, values: dict, explicit: set) -> list[str]:
 
 def check_supported(hp: Mapping) -> None:
     """Refuse, before any work, settings that are parsed and checked but whose feature visionml does
-    not have yet, rather than train without it: a ported Azure job must not silently differ."""
-    if hp.get("tile_grid_size") is not None:
-        raise UsageError(
-            f"tile_grid_size={hp['tile_grid_size']!r}: tiling (Azure's small-object detection: training and "
-            "predicting on overlapping tiles) is not implemented in visionml yet. Remove tile_grid_size "
-            "(tile_overlap_ratio and tile_predictions_nms_threshold only apply with it); for small objects, "
-            "train at a larger min_size/max_size instead.")
+    not have yet, rather than train without it: a ported Azure job must not silently differ. Every
+    Azure key visionml keeps is honoured today (tiling, the last one refused, is in visionml.tiling);
+    training and sweeps still call this first, so a key added before its feature is refused here."""
 
 
 def preset_values(preset: str | None, task) -> dict:

@@ -13,6 +13,11 @@ target, ``Task.target``):
 
 Images are decoded on every access (EXIF orientation applied, ``images.load_rgb``); nothing is
 kept in memory unless ``cache_images=True`` (then each DataLoader worker holds its own copy).
+
+With a ``tiling`` grid (``tile_grid_size``, training only) every image is an item whole and again
+once per tile that holds an object, as Azure trains: the tile is cut from the decoded image and its
+objects cut to it (``Task.tile_record``, remnants below ``visionml.tiling``'s rule left out), then
+transformed like any image.
 """
 
 from __future__ import annotations
@@ -42,12 +47,13 @@ class VisionDataset(Dataset):
     ``transform`` is a v2 pipeline (see ``transforms.build_transforms``); without one, images
     come out as float [3, H, W] in [0, 1]. ``skip_invalid``: an image that fails to decode is
     logged and its item is ``None`` (the collate functions drop it) instead of stopping with an
-    error that names the file and line.
+    error that names the file and line. ``tiling``: a ``visionml.tiling.TileGrid`` (the task's
+    ``tiling(hp)``); ``items`` lists ``(record index, tile number or None for the whole image)``.
     """
 
     def __init__(self, records: Sequence[ImageRecord], task, labels: Sequence[str],
                  transform=None, *, cache_images: bool = False, skip_invalid: bool = False,
-                 max_pixels: int | None = DEFAULT_MAX_PIXELS):
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS, tiling=None):
         self.records = list(records)
         self.task = get_task(task)
         self.labels = list(labels)
@@ -57,21 +63,42 @@ class VisionDataset(Dataset):
         self._index = {name: i for i, name in enumerate(self.labels)}
         self._cache: dict[int, Image.Image] | None = {} if cache_images else None
         self._check_labels()
+        self.tiling = tiling
+        self.items = [(i, tile) for i, record in enumerate(self.records) for tile in (None, *self._tiles_of(record))]
+        if tiling is not None:
+            log.info("tiling %s: %d images and %d tiles with objects", tiling, len(self.records),
+                     len(self.items) - len(self.records))
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self.items)
 
     def __getitem__(self, index: int):
-        record = self.records[index]
+        record_index, tile_number = self.items[index]
+        record = self.records[record_index]
         try:
-            image = self._image(index)
+            image = self._image(record_index)
         except VisionMLError:
             if not self.skip_invalid:
                 raise
             log.warning("skipping %s (%s): the image cannot be decoded", record.where, record.path)
             return None
+        if tile_number is not None:
+            tile = self.tiling.tiles(image.width, image.height)[tile_number].tolist()
+            record = self.task.tile_record(record, tile, image.width, image.height)
+            image = image.crop(tuple(tile))
         target = self.task.target(record, self._index, image.width, image.height, index)
         return self.task.apply_transform(self.transform or _TO_FLOAT, image, target)
+
+    def _tiles_of(self, record: ImageRecord) -> list[int]:
+        """The numbers of the tiles of ``record`` that hold an object (Azure trains on those), from
+        the size the reader took from the image; every tile when that size is unknown."""
+        if self.tiling is None:
+            return []
+        if not (record.width and record.height):
+            return list(range(self.tiling.cols * self.tiling.rows))
+        tiles = self.tiling.tiles(record.width, record.height).tolist()
+        return [k for k, tile in enumerate(tiles)
+                if self.task.tile_record(record, tile, record.width, record.height).objects]
 
     def _check_labels(self) -> None:
         """Fail early, naming the line, when a record's class is not in ``labels``."""

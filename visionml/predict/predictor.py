@@ -98,7 +98,9 @@ class Predictor:
         """Arrays for metrics: classification float32 ``[C]`` probabilities per image; detection a
         dict ``boxes`` ``[N, 4]`` xyxy pixels of the original image, ``scores``, ``labels``
         (0-based), and for segmentation ``masks`` bool ``[N, H, W]``. Runs ``batch_size`` images
-        (default ``validation_batch_size``) through the network at a time."""
+        (default ``validation_batch_size``) through the network at a time; with ``tile_grid_size``,
+        each image and its tiles, ``batch_size`` inputs at a time and at least one image's worth
+        (``visionml.tiling.detect_tiled``), merged per image."""
         step = int(batch_size or self.batch_size)
         out = []
         for start in range(0, len(pil_images), step):
@@ -108,8 +110,8 @@ class Predictor:
     def _raw_batch(self, pils) -> list:
         if not pils:
             return []
-        outputs = self.backend.run(self.task.batch([self.preprocess(p) for p in pils]))
-        check_finite(outputs, self.model_dir)
+        # The task runs the batch (detection with tile_grid_size: each image and its tiles, merged).
+        outputs = self.task.infer(self._run, [self.preprocess(p) for p in pils], self.settings)
         settings = self.settings
         if self._score_floor is not None:
             settings = {**settings, "box_score_threshold": self._score_floor}
@@ -121,6 +123,11 @@ class Predictor:
         ``xai``: None; one ``xai_parameters`` dict for every image; or a list with a dict (explain
         this image) or None per image. Detection and segmentation ignore it (scores only)."""
         images = list(images)
+    def _run(self, batch):
+        outputs = self.backend.run(batch)
+        check_finite(outputs, self.model_dir)
+        return outputs
+
         names = list(filenames) if filenames is not None else [filename_of(s, i) for i, s in enumerate(images)]
         pils = []
         for i, src in enumerate(images):

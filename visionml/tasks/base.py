@@ -171,6 +171,15 @@ class Task(str):
         """Preprocessed images as one network input (a stacked tensor, or a list for detectors)."""
         raise NotImplementedError
 
+    def infer(self, run, tensors: list, settings):
+        """The network's outputs for preprocessed images, in ``run``'s form: ``run(self.batch(tensors))``
+        (``run`` is a model or a backend's ``run``). Detection runs tiles as well (``tiling``)."""
+        return run(self.batch(tensors))
+
+    def tiling(self, hp):
+        """The ``visionml.tiling.TileGrid`` training and inference use under ``hp``; None: no tiling."""
+        return None
+
     def postprocess(self, outputs, settings) -> list:
         """A backend's outputs for one batch -> one raw result per image (arrays, for metrics)."""
         raise NotImplementedError

@@ -87,6 +87,23 @@ class DetectionTask(Task):
             target["masks"] = tv_tensors.Mask(_masks(record, width, height))
         return target
 
+    def tiling(self, hp):
+        from ..tiling import grid_from
+
+        return grid_from(hp)
+
+    def tile_record(self, record, tile, width: int, height: int):
+        """``record`` (of an image decoded at ``width`` x ``height``) as the record of ``tile`` cut
+        from it: objects cut to the tile and normalised to it, remnants below ``visionml.tiling``'s
+        rule left out; ``target`` then makes the tile's target from it like any image's."""
+        from dataclasses import replace
+
+        from ..tiling import cut_objects
+
+        x0, y0, x1, y1 = (int(v) for v in tile)
+        return replace(record, objects=cut_objects(record.objects, tile, width, height),
+                       width=x1 - x0, height=y1 - y0)
+
     def transforms(self, data_config, train: bool):
         from ..data.transforms import detection_eval, detection_train
 
@@ -137,7 +154,7 @@ class DetectionTask(Task):
     def eval_batch(self, model, images, targets, hp):
         import torch
 
-        outputs = model(images)
+        outputs = self.infer(model, images, hp)
         gts, preds = [], []
         for image, target, output in zip(images, targets, outputs):
             height, width = image.shape[-2:]
@@ -170,6 +187,19 @@ class DetectionTask(Task):
 
     def batch(self, tensors):
         return list(tensors)
+
+    def infer(self, run, tensors, settings):
+        """With ``tile_grid_size``: each image whole and its tiles through ``run`` in batches, the
+        detections merged in image pixels (``visionml.tiling.detect_tiled``); the one tiled path of
+        validation, ``predict``, ``serve`` and ``evaluate``, for every backend."""
+        grid = self.tiling(settings)
+        if grid is None:
+            return run(self.batch(tensors))
+        from ..tiling import detect_tiled
+
+        return detect_tiled(lambda inputs: run(self.batch(inputs)), list(tensors), grid,
+                            float(settings["tile_predictions_nms_threshold"]),
+                            limit=int(settings["box_detections_per_image"]))
 
     def postprocess(self, outputs, settings) -> list:
         return [_filter(output, settings, self.masks) for output in outputs]

@@ -75,9 +75,12 @@ def _dataset(settings: Settings, records, train: bool, workers: int):
     # Decoded images stay in memory only in-process: loader workers are restarted every epoch.
     pixels = sum((r.width or 0) * (r.height or 0) * 3 for r in records)
     config = resolve_data_config(settings.model_name, settings.hp)
+    # Training sees the tiles too (tile_grid_size); validation predicts whole images, tiled inside
+    # the task's inference (Task.infer), so its metrics are those of the deployed model.
     return VisionDataset(records, settings.task, settings.labels, settings.task.transforms(config, train),
                          cache_images=workers == 0 and pixels < CACHE_LIMIT_BYTES,
-                         skip_invalid=bool(settings.hp["ignore_data_errors"]))
+                         skip_invalid=bool(settings.hp["ignore_data_errors"]),
+                         tiling=settings.task.tiling(settings.hp) if train else None)
 
 
 def workers(options: TrainOptions, hp) -> int:
