@@ -27,6 +27,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--size", type=_size, default=None, metavar="WxH",
                    help="image size (default 192x192 for classification, 224x168 for detection "
                    "and segmentation; at least 160x120)")
+    p.add_argument("--small-objects", action="store_true",
+                   help="detection and segmentation: 6-16 objects of 8-24 pixels per image on large images "
+                   "(default 960x720), to measure tiling (tile_grid_size)")
     p.add_argument("--force", action="store_true", help="replace train.jsonl/val.jsonl already in DIR")
     p.set_defaults(func=run)
 
@@ -38,8 +41,8 @@ def run(args) -> int:
     task = get_task(args.task)
     n = sample.DEFAULT_N if args.n is None else args.n
     paths = sample.make_sample_data(task, args.output, n=n, seed=args.seed, size=args.size,
-                                    overwrite=args.force)
-    width, height = args.size or sample.default_size(task)
+                                    overwrite=args.force, small_objects=args.small_objects)
+    width, height = args.size or sample.default_size(task, args.small_objects)
     n_train = sum(1 for _ in paths["train"].open("rb"))
     print(f"wrote {n} {width}x{height} images for {task} to {paths['train'].parent}: "
           f"{paths['train']} ({n_train} images), {paths['val']} ({n - n_train} images)")

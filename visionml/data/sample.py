@@ -14,6 +14,10 @@ Sizes: classification images are square (192x192 by default) because classificat
 centre square (Azure's eval resize 256 / crop 224 keeps the middle 87.5% of the short side);
 every object stays inside a 7% margin so that crop never hides one. Detection and
 segmentation images are 224x168, objects anywhere in the image.
+
+``small_objects`` (detection and segmentation, ``--small-objects``): large images (960x720 by
+default) with 6 to 16 objects each whose boxes are 8 to 24 pixels on their longer side, the case
+tiling (``tile_grid_size``) is for: resized whole to a detector's input they shrink to a few pixels.
 """
 
 from __future__ import annotations
@@ -49,19 +53,28 @@ _STAR_INNER = 0.45
 _RADIUS_RANGE = {shape.CLASS: (0.14, 0.36), shape.CLASSES: (0.10, 0.22), shape.BOXES: (0.08, 0.25),
                  shape.POLYGONS: (0.08, 0.25)}
 _MARGIN = {shape.CLASS: 0.07, shape.CLASSES: 0.07, shape.BOXES: 0.0, shape.POLYGONS: 0.0}
+# --small-objects: objects per image, and the longer side of each object's box in pixels.
+SMALL_OBJECTS_SIZE = (960, 720)
+_SMALL_COUNT = (6, 16)
+_SMALL_EXTENT = (8.0, 24.0)
 _MIN_CONTRAST = 110.0       # RGB distance between a shape and the mean background under it
 _MIN_PIXEL_CONTRAST = 70.0  # ... and from 90% of the background pixels under it
 _PIXEL_NOISE = 6.0     # standard deviation of the sensor-like noise over the whole image
 
 
 def make_sample_data(task: str, out_dir, n: int = DEFAULT_N, seed: int = 0,
-                     size: tuple[int, int] | None = None, overwrite: bool = False) -> dict[str, Path]:
+                     size: tuple[int, int] | None = None, overwrite: bool = False,
+                     small_objects: bool = False) -> dict[str, Path]:
     """Write ``n`` synthetic images to ``out_dir/images/`` and the JSONL files
     ``out_dir/train.jsonl`` (the first 80%) and ``out_dir/val.jsonl`` (the rest; at least one
     each). ``size`` is (width, height). The same ``seed`` gives byte-identical files.
+    ``small_objects``: many objects of 8-24 pixels on large images (detection, segmentation).
     Refuses to replace existing JSONL files unless ``overwrite``. Returns {"train", "val"} paths."""
     label_shape = _label_shape(task)
-    width, height = size or DEFAULT_SIZE[label_shape]
+    if small_objects and label_shape not in (shape.BOXES, shape.POLYGONS):
+        raise UsageError(f"--small-objects makes objects for detection and segmentation; {get_task(task).name} "
+                         "labels whole images")
+    width, height = size or default_size(task, small_objects)
     _check_args(n, width, height)
     out = Path(out_dir)
     paths = {"train": out / "train.jsonl", "val": out / "val.jsonl"}
@@ -76,17 +89,19 @@ def make_sample_data(task: str, out_dir, n: int = DEFAULT_N, seed: int = 0,
             old.unlink()
 
     rng = np.random.default_rng(seed)
-    plan = _plan_classes(label_shape, n, rng)
-    lines = [_make_image(label_shape, i, classes, width, height, rng, images_dir) for i, classes in enumerate(plan)]
+    plan = _plan_classes(label_shape, n, rng, _SMALL_COUNT if small_objects else (1, 3))
+    extent = _SMALL_EXTENT if small_objects else None
+    lines = [_make_image(label_shape, i, classes, width, height, rng, images_dir, extent)
+             for i, classes in enumerate(plan)]
     n_val = min(max(1, round(n * VAL_FRACTION)), n - 1)
     _write_jsonl(paths["train"], lines[: n - n_val])
     _write_jsonl(paths["val"], lines[n - n_val:])
     return paths
 
 
-def default_size(task) -> tuple[int, int]:
+def default_size(task, small_objects: bool = False) -> tuple[int, int]:
     """(width, height) of the images made for ``task`` when no size is given."""
-    return DEFAULT_SIZE[_label_shape(task)]
+    return SMALL_OBJECTS_SIZE if small_objects else DEFAULT_SIZE[_label_shape(task)]
 
 
 def _label_shape(task) -> str:
@@ -111,16 +126,18 @@ def _refuse_overwrite(paths: dict[str, Path], overwrite: bool) -> None:
                             "or pass --force to replace the sample data there")
 
 
-def _plan_classes(label_shape: str, n: int, rng: np.random.Generator) -> list[list[str]]:
-    """The class(es) of the objects in each image. Multi-class is balanced (round robin, then
-    shuffled) so that every class has the same number of images up to one."""
+def _plan_classes(label_shape: str, n: int, rng: np.random.Generator,
+                  counts: tuple[int, int] = (1, 3)) -> list[list[str]]:
+    """The class(es) of the objects in each image, ``counts`` (fewest, most) objects per image unless
+    multi-class. Multi-class is balanced (round robin, then shuffled) so that every class has the
+    same number of images up to one."""
     k = len(CLASSES)
     if label_shape == shape.CLASS:
         order = rng.permutation(np.arange(n) % k)
         return [[CLASSES[c]] for c in order]
     plan = []
     for _ in range(n):
-        count = int(rng.integers(1, 4))
+        count = int(rng.integers(counts[0], counts[1] + 1))
         if label_shape == shape.CLASSES:  # distinct classes: the label is the set
             picked = rng.choice(k, size=count, replace=False)
         else:
@@ -130,11 +147,11 @@ def _plan_classes(label_shape: str, n: int, rng: np.random.Generator) -> list[li
 
 
 def _make_image(label_shape: str, index: int, classes: list[str], width: int, height: int,
-                rng: np.random.Generator, images_dir: Path) -> dict:
+                rng: np.random.Generator, images_dir: Path, extent: tuple[float, float] | None = None) -> dict:
     canvas = _background(width, height, rng)
-    polygons = _place_shapes(label_shape, classes, width, height, rng)
+    polygons = _place_shapes(label_shape, classes, width, height, rng, extent)
     for polygon in polygons:
-        _paint(canvas, polygon, rng)
+        _paint(canvas, polygon, rng, local=extent is not None)
     canvas += rng.normal(0.0, _PIXEL_NOISE, canvas.shape)
     name = f"sample_{index:05d}.jpg"
     jpeg = io.BytesIO()
@@ -184,22 +201,24 @@ def _shape_polygon(cls: str, cx: float, cy: float, radius: float, angle: float) 
 
 
 def _place_shapes(label_shape: str, classes: list[str], width: int, height: int,
-                  rng: np.random.Generator) -> list[np.ndarray]:
+                  rng: np.random.Generator, extent: tuple[float, float] | None = None) -> list[np.ndarray]:
     """Random size, rotation and position for each shape, inside the margin and not overlapping
-    any shape placed before (boxes at least 3 px apart). Shrinks a shape that does not fit."""
+    any shape placed before (boxes at least 3 px apart). Shrinks a shape that does not fit.
+    ``extent``: the (least, most) longer side of each shape's box in pixels, instead of a radius
+    relative to the image."""
     short = min(width, height)
     lo, hi = _RADIUS_RANGE[label_shape]
     margin = _MARGIN[label_shape] * short + 1.0
     placed: list[np.ndarray] = []
     for cls in classes:
-        radius = rng.uniform(lo, hi) * short
+        radius = rng.uniform(lo, hi) * short if extent is None else float(rng.uniform(*extent))
         polygon = None
         # Shrink every 50 tries, down to half the smallest size: with two large shapes already
         # placed the third can need it (1 image in a few thousand multi-label ones).
         for attempt in range(1000):
-            if attempt and attempt % 50 == 0:
+            if attempt and attempt % 50 == 0 and extent is None:
                 radius = max(radius * 0.8, 0.5 * lo * short)
-            polygon = _try_place(cls, radius, width, height, margin, rng)
+            polygon = _try_place(cls, radius, width, height, margin, rng, sized_by_extent=extent is not None)
             if polygon is not None and not any(_boxes_close(polygon, p, 3.0) for p in placed):
                 break
             polygon = None
@@ -209,9 +228,12 @@ def _place_shapes(label_shape: str, classes: list[str], width: int, height: int,
     return placed
 
 
-def _try_place(cls, radius, width, height, margin, rng) -> np.ndarray | None:
+def _try_place(cls, radius, width, height, margin, rng, sized_by_extent: bool = False) -> np.ndarray | None:
+    """``radius``: the circumradius, or with ``sized_by_extent`` the longer side of the shape's box."""
     angle = rng.uniform(0, 2 * math.pi)
-    local = _shape_polygon(cls, 0.0, 0.0, radius, angle)
+    local = _shape_polygon(cls, 0.0, 0.0, 1.0 if sized_by_extent else radius, angle)
+    if sized_by_extent:
+        local *= radius / float((local.max(axis=0) - local.min(axis=0)).max())
     (x0, y0), (x1, y1) = local.min(axis=0), local.max(axis=0)
     lo_x, hi_x = margin - x0, width - margin - x1
     lo_y, hi_y = margin - y0, height - margin - y1
@@ -235,8 +257,13 @@ def coverage(polygon: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.asarray(big.resize((width, height), Image.Resampling.BOX), dtype=np.float64) / 255.0
 
 
-def _paint(canvas: np.ndarray, polygon: np.ndarray, rng: np.random.Generator) -> None:
+def _paint(canvas: np.ndarray, polygon: np.ndarray, rng: np.random.Generator, local: bool = False) -> None:
     height, width = canvas.shape[:2]
+    if local:  # a small shape on a large image: supersample only the pixels around it
+        x0, y0 = np.maximum(np.floor(polygon.min(axis=0)).astype(int) - 2, 0)
+        x1, y1 = np.minimum(np.ceil(polygon.max(axis=0)).astype(int) + 2, [width, height])
+        _paint(canvas[y0:y1, x0:x1], polygon - np.array([x0, y0]), rng)  # a view: painted in place
+        return
     alpha = coverage(polygon, width, height)[..., None]
     colour = _contrasting_colour(canvas[alpha[..., 0] > 0.5], rng)
     canvas *= 1.0 - alpha
