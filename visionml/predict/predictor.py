@@ -117,17 +117,17 @@ class Predictor:
             settings = {**settings, "box_score_threshold": self._score_floor}
         return self.task.postprocess(outputs, settings)
 
+    def _run(self, batch):
+        outputs = self.backend.run(batch)
+        check_finite(outputs, self.model_dir)
+        return outputs
+
     def predict(self, images, xai=None, filenames=None) -> list[dict]:
         """Azure's output object for each image (a path, bytes, a base64 string or a PIL image).
 
         ``xai``: None; one ``xai_parameters`` dict for every image; or a list with a dict (explain
         this image) or None per image. Detection and segmentation ignore it (scores only)."""
         images = list(images)
-    def _run(self, batch):
-        outputs = self.backend.run(batch)
-        check_finite(outputs, self.model_dir)
-        return outputs
-
         names = list(filenames) if filenames is not None else [filename_of(s, i) for i, s in enumerate(images)]
         pils = []
         for i, src in enumerate(images):
