@@ -2,7 +2,7 @@
 
 import pytest
 
-from visionml.config import (PARAMS, PRESETS, cpu_time_hint, get_param, parse_set_arguments,
+from visionml.config import (PARAMS, PRESETS, cpu_time_hint, get_param, parse_set_arguments, preset_values,
                              resolve_hyperparameters)
 from visionml.errors import UsageError
 from visionml.tasks import DETECTION, MULTICLASS, MULTILABEL, SEGMENTATION, TASKS
@@ -101,7 +101,10 @@ def test_preset_layers_between_defaults_and_overrides():
 def test_every_preset_value_is_valid_for_its_task():
     for name in PRESETS:
         for task in TASKS:
-            resolve_hyperparameters(task, {}, preset=name)
+            given = preset_values(name, task)
+            assert given, f"preset {name} sets nothing for {task}"
+            hp = resolve_hyperparameters(task, {}, preset=name)  # each value checked as --set checks it
+            assert {k: hp[k] for k in given} == {k: get_param(k, task).parse(v, task) for k, v in given.items()}
 
 
 def test_every_param_default_parses_as_its_own_type():

@@ -161,7 +161,13 @@ def test_three_large_shapes_always_find_room():
     from visionml.data.sample import _place_shapes
     from visionml.tasks import MULTILABEL
 
+    shape = get_task(MULTILABEL).inferred_from
+    # Seeds whose first image the placement before the fix could not fill (200 tries, shrinking
+    # without a floor): found by running that code on seeds 0-2482. If the placement draws its
+    # random numbers differently one day, find new ones the same way.
+    for seed in (1419, 1802, 2241, 2425, 2482):
+        polygons = _place_shapes(shape, ["star", "square", "circle"], 192, 192, np.random.default_rng(seed))
+        assert len(polygons) == 3, seed
     rng = np.random.default_rng(0)
-    for _ in range(3000):
-        polygons = _place_shapes(get_task(MULTILABEL).inferred_from, ["star", "square", "circle"], 192, 192, rng)
-        assert len(polygons) == 3
+    for _ in range(300):  # and any others
+        assert len(_place_shapes(shape, ["star", "square", "circle"], 192, 192, rng)) == 3
