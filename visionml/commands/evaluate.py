@@ -39,6 +39,7 @@ def run(args) -> int:
 
     from ..config import parse_set_arguments
     from ..data.resolve import parse_datastores
+    from ..fileio import write_json
     from ..metrics.evaluate import evaluate_model
 
     metrics = evaluate_model(args.model, args.data, datastores=parse_datastores(args.datastore),
@@ -53,16 +54,6 @@ def run(args) -> int:
     if args.plots:
         print(f"plots:   {args.plots}")
     return 0
-
-
-def write_json(path, data: dict) -> None:
-    """Write under a temporary name, then rename: a reader never sees half a file. NaN is
-    refused (the metrics never produce it; strict JSON readers reject it)."""
-    import json
-
-    from ..fileio import write_bytes_atomic
-
-    write_bytes_atomic(path, (json.dumps(data, indent=2, allow_nan=False) + "\n").encode("utf-8"))
 
 
 def summary(metrics: dict) -> str:
