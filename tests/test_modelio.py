@@ -12,12 +12,15 @@ from visionml.models import build_model
 from visionml.tasks import DETECTION, MULTICLASS, MULTILABEL, SEGMENTATION
 
 LABELS = ["can", "carton", "milk_bottle"]
+# Enough boxes (and masks) to compare, without pasting 100 masks per image: seconds on 2 cores.
+FEW_DETECTIONS = {"rpn_post_nms_top_n_test": 50, "box_detections_per_image": 10}
 CASES = [
     (MULTICLASS, "mobilenet_v3_small", {"validation_crop_size": 64, "validation_resize_size": 72}),
     (MULTILABEL, "resnet18", {"validation_crop_size": 64, "validation_resize_size": 64}),
     (DETECTION, "fasterrcnn_mobilenet_v3_large_fpn", {"min_size": 96, "max_size": 128, "box_score_threshold": 0.0,
-                                                      "anchor_sizes": "16,32,64"}),
-    (SEGMENTATION, "maskrcnn_resnet18_fpn", {"min_size": 64, "max_size": 96, "box_score_threshold": 0.0}),
+                                                      "anchor_sizes": "16,32,64", **FEW_DETECTIONS}),
+    (SEGMENTATION, "maskrcnn_resnet18_fpn", {"min_size": 64, "max_size": 96, "box_score_threshold": 0.0,
+                                             **FEW_DETECTIONS}),
 ]
 
 
@@ -66,7 +69,8 @@ def test_manifest_sections():
     assert manifest["inference"] == {"box_score_threshold": 0.3, "nms_iou_threshold": 0.5,
                                      "box_detections_per_image": 100, "tile_grid_size": [3, 2],
                                      "tile_overlap_ratio": 0.25, "tile_predictions_nms_threshold": 0.25,
-                                     "mask_pixel_score_threshold": 0.5, "max_number_of_polygon_points": 100}
+                                     "mask_pixel_score_threshold": 0.5, "max_number_of_polygon_points": 100,
+                                     "export_as_image": False, "image_type": "jpg"}
     assert manifest["hyperparameters"]["tile_grid_size"] == [3, 2]
     assert {"visionml", "torch", "torchvision"} <= set(manifest["versions"])
     cls = make_manifest(MULTICLASS, "resnet18", LABELS, resolve_hyperparameters(MULTICLASS, {}))

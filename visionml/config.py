@@ -305,6 +305,11 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     # --- instance segmentation (Azure) ---
     Param("mask_pixel_score_threshold", "float", 0.5, groups=SEG, low=0, high=1, inference=True),
     Param("max_number_of_polygon_points", "int", 100, groups=SEG, low=3, inference=True),
+    Param("export_as_image", "bool", False, groups=SEG, inference=True,
+          help="visionml predict: also write each instance's mask as an image file, in masks/ beside --output "
+               "(Azure's batch scoring setting)"),
+    Param("image_type", "choice", "jpg", groups=SEG, choices=("jpg", "png", "bmp"), inference=True,
+          help="the file format of export_as_image's masks"),
     # --- visionml extensions (not Azure): what the cpu preset tunes ---
     Param("precision", "choice", "auto", choices=("auto", "fp32", "bf16", "fp16"), azure=False,
           help="auto: fp16 mixed precision on CUDA, fp32 on CPU"),

@@ -5,7 +5,8 @@ registry entry (``ModelSpec.family``), so that nothing in visionml falls into an
 A family knows: which tasks' models it makes (``kind``), how many head outputs a label set needs,
 its data config (how images become inputs), the torchvision constructor keywords taken from
 Azure's hyperparameters, how a deployment's thresholds are pushed into a built model, how to keep
-low-scoring boxes for AP, and what a training image costs on a CPU.
+low-scoring boxes for AP, what a training image costs on a CPU, and (classifiers) where the
+penultimate-layer embedding is.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 from ..data.dataconfig import IMAGENET_MEAN, IMAGENET_STD, DataConfig
+from ..errors import VisionMLError
 
 
 class ModelFamily:
@@ -54,6 +56,13 @@ class ModelFamily:
         """The input size, for ``visionml models``."""
         return ""
 
+    def featurizer(self, model):
+        """A module mapping the model's input batch to its penultimate-layer embeddings ``[B, D]``
+        (``visionml featurize``); families without one say so."""
+        raise VisionMLError(f"featurization gives the penultimate-layer embedding of a classification model; "
+                            f"this is a {self.kind} ({self.name}) model. Featurize with an image_classification "
+                            f"or image_classification_multilabel model folder")
+
 
 class ClassifierFamily(ModelFamily):
     """torchvision and timm classifiers: a square crop, normalised with the weights' statistics."""
@@ -70,6 +79,29 @@ class ClassifierFamily(ModelFamily):
 
     def describe_input(self, spec) -> str:
         return f"{spec.input_size} (fixed)" if spec.fixed_input_size else f"{spec.input_size} crop (any)"
+
+    def featurizer(self, model):
+        """A copy of ``model`` whose head (its last ``nn.Linear``: every registered classifier's
+        classification layer) is an Identity, so it outputs what the head takes: the pooled
+        embedding (resnet 512/2048, mobilenet 1280, a ViT's class token). The copy shares the
+        model's weights (no memory) but not its modules, so it never disturbs a concurrent predict."""
+        import copy
+
+        from torch import nn
+
+        heads = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+        if not heads:
+            raise VisionMLError(f"{type(model).__name__} has no linear classification layer to take the "
+                                f"embedding before")
+        shared = {id(t): t for t in [*model.parameters(), *model.buffers()]}
+        featurizer = copy.deepcopy(model, memo=shared)
+        parent, _, leaf = heads[-1].rpartition(".")
+        holder = featurizer.get_submodule(parent) if parent else featurizer
+        if leaf.isdigit():
+            holder[int(leaf)] = nn.Identity()
+        else:
+            setattr(holder, leaf, nn.Identity())
+        return featurizer.eval()
 
 
 class DetectorFamily(ModelFamily):

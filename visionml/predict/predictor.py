@@ -6,6 +6,7 @@ exporters all hold one ``Predictor``, so an image gets the same answer everywher
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -42,10 +43,15 @@ class Predictor:
         self.batch_size = int(self.settings["validation_batch_size"])
         self._score_floor: float | None = None  # set by scoring_down_to
         self._family = self._spec().family
+        self._featurizer = None  # made on the first features() call
+        self._featurizer_lock = threading.Lock()
         if model is not None:
             self._family.apply_settings(model, self.settings)
         if hasattr(backend, "check_settings"):  # e.g. ONNX: some settings are fixed in the graph
             backend.check_settings(self.settings)
+        step = getattr(backend, "images_per_run", None)  # an ONNX detector exported for N images per run
+        if step:
+            self.batch_size = -(-self.batch_size // int(step)) * int(step)
 
     @classmethod
     def from_folder(cls, model_dir, backend: str = "torch", overrides: dict | None = None,
@@ -143,6 +149,41 @@ class Predictor:
         xai_list = xai if isinstance(xai, list) else [xai] * len(pils)
         raws = self.raw_predict(pils)
         return [self.to_output(r, p, n, x) for r, p, n, x in zip(raws, pils, names, xai_list)]
+
+    # -- featurization -----------------------------------------------------------------------
+    def check_featurize(self):
+        """The module giving feature vectors (made once, by the model family), or ``VisionMLError``
+        saying why there is none: a detector, or an ONNX deployment."""
+        if self.model is None:
+            raise VisionMLError("featurization needs the PyTorch model: load the model folder with the torch "
+                                "backend (an ONNX deployment scores only)")
+        with self._featurizer_lock:
+            if self._featurizer is None:
+                self._featurizer = self._family.featurizer(self.model)
+            return self._featurizer
+
+    def features(self, pil_images, batch_size: int | None = None) -> list:
+        """The penultimate-layer embedding of each RGB image, float32 ``[D]`` (what the head takes; the
+        model family knows where it is: ``ModelFamily.featurizer``), the input preprocessed exactly as
+        for ``raw_predict``."""
+        import torch
+
+        featurizer = self.check_featurize()
+        device = next(self.model.parameters()).device
+        step = int(batch_size or self.batch_size)
+        out = []
+        for start in range(0, len(pil_images), step):
+            batch = self.task.batch([self.preprocess(p) for p in pil_images[start:start + step]])
+            with torch.inference_mode():
+                vectors = featurizer(batch.to(device)).float().reshape(len(batch), -1).cpu()
+            check_finite(vectors, self.model_dir)
+            out.extend(vectors.numpy())
+        return out
+
+    @staticmethod
+    def feature_output(vector, filename: str) -> dict:
+        """One line of Azure's featurize output: ``{"filename", "feature_vector"}``."""
+        return {"filename": filename, "feature_vector": [float(v) for v in vector]}
 
     def to_output(self, raw, pil, filename: str, xai_parameters: dict | None = None) -> dict:
         """One wire object from ``raw_predict``'s result for ``pil``; explains it when
