@@ -77,13 +77,19 @@ class ThumbnailCache:
         key = hashlib.sha256(f"{os.path.abspath(location)}\0{stamp}\0{longest}".encode("utf-8")).hexdigest()
         return self.folder / key[:2] / f"{key}.jpg"
 
-    def get(self, image_path, longest: int = THUMB_SIZE) -> bytes:
-        """The thumbnail's JPEG bytes; ``ValueError`` when the image cannot be read."""
-        target = self.path_for(image_path, longest)
+    def cached(self, image_path, longest: int = THUMB_SIZE) -> bytes | None:
+        """The thumbnail's JPEG bytes if it was made before, else None (no decoding)."""
         try:
-            return target.read_bytes()
+            return self.path_for(image_path, longest).read_bytes()
         except OSError:
-            pass
+            return None
+
+    def get(self, image_path, longest: int = THUMB_SIZE) -> bytes:
+        """The thumbnail's JPEG bytes, made now if need be; ``ValueError`` when the image cannot be read."""
+        data = self.cached(image_path, longest)
+        if data is not None:
+            return data
+        target = self.path_for(image_path, longest)
         buffer = io.BytesIO()
         reduced_rgb(image_path, longest, self.max_pixels).save(buffer, format="JPEG", quality=JPEG_QUALITY)
         data = buffer.getvalue()
