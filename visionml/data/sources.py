@@ -34,6 +34,9 @@ def _mltable_files(table: Path, datastores: dict[str, str]) -> list[str]:
 
     try:
         spec = yaml.safe_load(table.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise VisionMLError(f"{table}: not UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                            "save the MLTable file as UTF-8") from None
     except yaml.YAMLError as exc:
         raise VisionMLError(f"{table}: not valid YAML ({exc})") from None
     entries = spec.get("paths") if isinstance(spec, dict) else None
