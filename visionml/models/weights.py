@@ -77,6 +77,9 @@ def ensure_cached(ref: str, model_name: str) -> Path:
         raise _missing(model_name, url, path, "offline mode is on (VISIONML_OFFLINE / HF_HUB_OFFLINE)")
     import torch.hub
 
+    from .weights_store import source_url
+
+    url = source_url(url, path.name)  # a mirror, when VISIONML_WEIGHTS_BASE_URL names one
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         # Writes to a temporary name and renames, so an interrupted download leaves no half file.
@@ -90,5 +93,7 @@ def _missing(model_name: str, url: str, path: Path, why: str) -> VisionMLError:
     return VisionMLError(
         f"pretrained weights for {model_name} are not cached and {why}. "
         f"Download {url} and save it as {path.name} in {path.parent} "
-        f"(set TORCH_HOME to use another cache folder), or train from scratch with --no-pretrained."
+        f"(set TORCH_HOME to use another cache folder); or, on a machine with network, run "
+        f"`visionml weights download {model_name} -o DIR`, copy DIR here and run `visionml weights install DIR`; "
+        f"or train from scratch with --no-pretrained."
     )
