@@ -34,10 +34,33 @@ def browser_missing() -> str | None:
     return None
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")  # hostnames as urlsplit gives them
+
+
+def _offline(outside: list):
+    """A route handler: requests to loopback go through; any other (a CDN, a font, a tracker) is
+    recorded in ``outside`` and aborted, as it would fail on a machine with no network."""
+    from urllib.parse import urlsplit
+
+    def route(route):
+        url = urlsplit(route.request.url)
+        if url.scheme in ("http", "https", "ws", "wss") and url.hostname not in LOOPBACK:
+            outside.append(route.request.url)
+            route.abort()
+        else:
+            route.continue_()
+
+    return route
+
+
 @contextlib.contextmanager
 def chromium_page(profile: Path, width: int = 1280, height: int = 900):
-    """A page of a fresh headless Chromium (its own user-data folder ``profile``), closed on exit.
-    The page's JavaScript errors are collected in ``page.errors``."""
+    """A page of a fresh headless Chromium (its own user-data folder ``profile``), closed on exit,
+    on failure too. The page's JavaScript errors are collected in ``page.errors``, its requests in
+    ``page.requests`` (method, path); a request that leaves the loopback interface is aborted and
+    fails the test when the block ends: the pages must work with no network."""
+    from urllib.parse import urlsplit
+
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -45,11 +68,15 @@ def chromium_page(profile: Path, width: int = 1280, height: int = 900):
             str(profile), executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
             viewport={"width": width, "height": height}, accept_downloads=True)
         try:
+            outside: list[str] = []
+            context.route("**/*", _offline(outside))
             page = context.pages[0] if context.pages else context.new_page()
-            page.errors = []
+            page.errors, page.requests = [], []
             page.on("pageerror", lambda error: page.errors.append(str(error)))
+            page.on("request", lambda r: page.requests.append((r.method, urlsplit(r.url).path)))
             page.set_default_timeout(90_000)
             yield page
+            assert outside == [], f"the page asked for files off this machine: {outside}"
         finally:
             context.close()
 
