@@ -24,7 +24,21 @@ TORCHVISION_MODEL = "mobilenet_v3_small"  # the smallest registered classifier: 
 TIMM_MODEL = "vits16r224"
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
+class _Publisher(http.server.SimpleHTTPRequestHandler):
+    """Serves its folder; a name in ``cut_short`` announces 1 MB and sends 100 bytes, then hangs up."""
+
+    cut_short: set[str] = set()
+
+    def do_GET(self):
+        if self.path.lstrip("/") in self.cut_short:
+            self.send_response(200)
+            self.send_header("Content-Length", str(1 << 20))
+            self.end_headers()
+            self.wfile.write(b"x" * 100)
+            self.close_connection = True
+            return
+        super().do_GET()
+
     def log_message(self, *args):
         pass
 
@@ -48,7 +62,8 @@ def published(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(published):
     """A loopback HTTP server serving the published files; stopped when the module's tests end, failed or not."""
-    handler = functools.partial(_Quiet, directory=str(published["folder"]))
+    _Publisher.cut_short = {_file("mobilenetv2")}
+    handler = functools.partial(_Publisher, directory=str(published["folder"]))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -135,6 +150,16 @@ def test_download_takes_the_mirror_from_the_environment_and_keeps_files_it_has(s
     assert not (out / "resnet18-f37072fd.pth").exists()
 
 
+def test_a_transfer_cut_short_leaves_no_file_and_no_entry(server, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("VISIONML_OFFLINE", raising=False)
+    out = tmp_path / "cut"
+    assert main(["weights", "download", TIMM_MODEL, "mobilenetv2", "-o", str(out), "--base-url", server]) == 1
+    assert f"cannot download {server}/{_file('mobilenetv2')}" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == sorted([_file(TIMM_MODEL), "weights.json"])  # no temporary file
+    manifest = json.loads((out / "weights.json").read_text())
+    assert [entry["file"] for entry in manifest["files"]] == [_file(TIMM_MODEL)]  # what finished is kept
+
+
 def test_install_puts_the_files_where_training_reads_them_and_list_shows_them(downloaded, hub, capsys):
     before = _listed(capsys)
     assert not before[TORCHVISION_MODEL]["present"] and not before[TIMM_MODEL]["present"]
@@ -155,7 +180,8 @@ def test_install_puts_the_files_where_training_reads_them_and_list_shows_them(do
     assert "present" in line and str(hub / _file(TORCHVISION_MODEL)) in line
     assert "visionml weights download" in table and "visionml weights install DIR" in table
 
-    assert main(["weights", "install", str(downloaded)]) == 0  # again: nothing to do, nothing broken
+    # Again, given the manifest itself: nothing to do, nothing broken.
+    assert main(["weights", "install", str(downloaded / "weights.json")]) == 0
     assert "already installed" in capsys.readouterr().err
 
 

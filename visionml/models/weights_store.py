@@ -262,6 +262,8 @@ def install(folder, *, log=print) -> list[Path]:
     from .weights import weights_location
 
     folder = Path(folder)
+    if folder.name == MANIFEST and folder.is_file():  # the manifest given instead of its folder
+        folder = folder.parent
     manifest, problems = read_manifest(folder)
     if problems:
         raise VisionMLError("\n".join(problems))
