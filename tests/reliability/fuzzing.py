@@ -61,6 +61,20 @@ def make_workspace(root: Path) -> Path:
     return root
 
 
+def blank_png(path: Path, width: int, height: int) -> None:
+    """A valid black 1-bit PNG of any size, written in milliseconds (what a converter needs: the
+    size from the header, the file complete)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    rows = zlib.compress(b"\0" * ((1 + (width + 7) // 8) * height), 1)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+
+
 def _png_header_only(path: Path, width: int, height: int) -> None:
     import struct
     import zlib

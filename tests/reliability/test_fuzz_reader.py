@@ -158,7 +158,7 @@ def check_mltable(workspace: Path, table: bytes, image_check: bool) -> None:
 # ----------------------------------------------------------------------------- the suite's runs
 
 
-@budget(120)
+@budget(80)
 @given(data=jsonl_files(), task=TASKS, image_check=st.booleans())
 @example(data=b"\xef\xbb\xbf\n\n", task=None, image_check=True)
 @example(data=b'{"image_url": "ok.png", "label": []}\n', task=None, image_check=True)
@@ -168,13 +168,13 @@ def test_validate_answers_every_input_with_file_line_problems(workspace, data, t
     check_validate(workspace, data, task, image_check)
 
 
-@budget(80)
+@budget(50)
 @given(data=jsonl_files(), task=TASKS, image_check=st.booleans())
 def test_the_reader_gives_records_or_file_line_problems(workspace, data, task, image_check):
     check_reader(workspace, data, task, image_check)
 
 
-@budget(25, deadline_s=30)
+@budget(15, deadline_s=30)
 @given(data=jsonl_files(), copies=st.integers(1, 200))
 @example(data=b"[" + b"{}," * 2000 + b"{}]\n", copies=50)  # thousands of objects, two problems each
 @example(data=b'{"image_url": "ok.png", "label": [' + b'{"polygon": [[0.1, 0.1, 0.2]]},' * 500 + b'{}]}\n', copies=20)
@@ -182,7 +182,7 @@ def test_reader_memory_is_in_proportion_to_the_input(workspace, data, copies):
     check_memory(workspace, data, copies)
 
 
-@budget(60)
+@budget(40)
 @given(table=mltable_files(), image_check=st.booleans())
 @example(table=b"paths:\n- file: sub/../../outside.jsonl\n", image_check=True)
 @example(table=b"paths:\n- pattern: ../*.jsonl\n", image_check=True)

@@ -43,7 +43,7 @@ def read_coco(json_path, *, images_dir=None, task: str | None = None,
     by_image = defaultdict(list)
     image_ids = {img.get("id") for img in doc["images"]}
     for ann in doc.get("annotations", []):
-        if ann.get("image_id") not in image_ids:
+        if not _is_id(ann.get("image_id")) or ann.get("image_id") not in image_ids:
             problems.add(json_path, f"annotation id {ann.get('id')}",
                          f"image_id {ann.get('image_id')!r} is not in 'images'")
             continue
@@ -54,13 +54,13 @@ def read_coco(json_path, *, images_dir=None, task: str | None = None,
         if not isinstance(img.get("file_name"), str):
             problems.add(json_path, where, "'file_name' is missing")
             continue
-        annotated = (int(img.get("width") or 0), int(img.get("height") or 0))
+        annotated = (_size(img.get("width")), _size(img.get("height")))
         image = _find(dirs, img["file_name"])
         info = open_image(image, problems, json_path, where, annotated)
         if info is None:
             continue
         rec = new_record(image, info, json_path)
-        for ann in by_image.get(img["id"], []):
+        for ann in by_image.get(img.get("id"), []):
             obj = _object(ann, categories, task, info, max_polygon_points, problems, json_path,
                           img["file_name"])
             if obj is not None:
@@ -83,15 +83,34 @@ def _load(json_path: Path) -> dict:
         if not isinstance(doc.get(key), list):
             raise VisionMLError(f"{json_path}: '{key}' is missing or not a list; is this a COCO "
                                 "annotation file?")
+    if not isinstance(doc.get("annotations", []), list):
+        raise VisionMLError(f"{json_path}: 'annotations' is not a list")
+    for key in ("images", "annotations"):
+        for i, item in enumerate(doc.get(key, [])):
+            if not isinstance(item, dict) or (key == "images" and not _is_id(item.get("id"))):
+                raise VisionMLError(f"{json_path}: {key}[{i}] must be an object" + (
+                    " with an 'id' (a number or a string)" if key == "images" else ""))
     for i, cat in enumerate(doc["categories"]):
-        if not isinstance(cat, dict) or "id" not in cat or not isinstance(cat.get("name"), str):
-            raise VisionMLError(f"{json_path}: categories[{i}] needs an 'id' and a string 'name'")
+        if not isinstance(cat, dict) or type(cat.get("id")) is not int or not isinstance(cat.get("name"), str):
+            raise VisionMLError(f"{json_path}: categories[{i}] needs an integer 'id' and a string 'name'")
     names = [c["name"] for c in doc["categories"]]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise VisionMLError(f"{json_path}: category names {dupes} are used by more than one id; "
                             "the JSONL schema identifies classes by name, so rename them")
     return doc
+
+
+def _is_id(value) -> bool:
+    return type(value) in (int, str)
+
+
+def _size(value) -> int:
+    """An image's annotated width or height; 0 (not compared) when it is not a whole number."""
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError, OverflowError):
+        return 0
 
 
 def _coco_task(doc: dict, task, json_path: Path):
@@ -102,7 +121,7 @@ def _coco_task(doc: dict, task, json_path: Path):
 
 
 def _object(ann, categories, task, info, max_points, problems, json_path, file_name):
-    name = categories.get(ann.get("category_id"))
+    name = categories.get(ann.get("category_id")) if _is_id(ann.get("category_id")) else None
     where = f"annotation id {ann.get('id')} (image {file_name!r}, category {name!r})"
     if name is None:
         problems.add(json_path, where, f"category_id {ann.get('category_id')!r} is not in "
@@ -113,8 +132,8 @@ def _object(ann, categories, task, info, max_points, problems, json_path, file_n
     common = dict(is_crowd=crowd, problems=problems, source=json_path, where=where)
     if POLYGONS not in task.label_shapes:  # boxes only, whatever the segmentation holds
         bbox = ann.get("bbox")
-        if not (isinstance(bbox, list) and len(bbox) == 4):
-            problems.add(json_path, where, "'bbox' must be [x, y, width, height]")
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(type(v) in (int, float) for v in bbox)):
+            problems.add(json_path, where, "'bbox' must be [x, y, width, height], four numbers")
             return None
         w_box, h_box = bbox[2], bbox[3]
         if w_box < 0 or h_box < 0:

@@ -140,7 +140,11 @@ def polygon_object_abs(label: str, segments_abs, width: int, height: int, *, is_
     object is kept if any segment with area remains."""
     kept = []
     for i, seg in enumerate(segments_abs):
-        flat = np.asarray(seg, dtype=np.float64).reshape(-1)
+        try:
+            flat = np.asarray(seg, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):  # strings, nulls, nested lists: a hostile or damaged file
+            problems.add(source, where, f"polygon segment {i} is not a flat list of numbers")
+            continue
         if flat.size % 2 or flat.size < 6:
             problems.add(source, where, f"polygon segment {i} has {flat.size} coordinates "
                          "(needs an even number, at least 6)")

@@ -85,8 +85,8 @@ def _find_yaml(folder: Path) -> Path | None:
 
 def _from_yaml(yaml_path: Path):
     try:
-        doc = yaml.safe_load(yaml_path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
+        doc = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise VisionMLError(f"{yaml_path}: not readable YAML ({exc})") from None
     if not isinstance(doc, dict) or "names" not in doc:
         raise VisionMLError(f"{yaml_path}: needs 'names' (a list, or a dict of index: name)")
@@ -127,7 +127,11 @@ def _names_file(src: Path) -> list[str]:
     for name in NAMES_FILES:
         path = src / name
         if path.is_file():
-            return [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+            try:
+                text = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError as exc:
+                raise VisionMLError(f"{path}: not UTF-8 ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
+            return [ln.strip() for ln in text.splitlines() if ln.strip()]
     raise VisionMLError(f"{src}: no data.yaml and no class names file ({', '.join(NAMES_FILES)})")
 
 
@@ -169,7 +173,12 @@ def _parse_labels(path: Path):
     if not path.is_file():
         return [], []
     rows, problems = [], []
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = exc.object[:exc.start].count(b"\n") + 1
+        return [], [(line, f"not UTF-8 (byte 0x{exc.object[exc.start]:02x}); save the label file as UTF-8")]
+    for n, line in enumerate(text.splitlines(), start=1):
         tokens = line.split()
         if not tokens:
             continue
