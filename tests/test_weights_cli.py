@@ -5,9 +5,11 @@ installed into a private torch hub cache, and `visionml train` then starts from 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import http.server
+import io
 import json
 import shutil
 import threading
@@ -81,8 +83,12 @@ def downloaded(server, tmp_path_factory):
     out = tmp_path_factory.mktemp("download") / "weights"
     with pytest.MonkeyPatch.context() as env:
         env.delenv("VISIONML_OFFLINE", raising=False)  # the connected machine (tests/conftest.py sets it)
-        assert main(["weights", "download", TORCHVISION_MODEL, TIMM_MODEL, "-o", str(out), "--base-url",
-                     server]) == 0
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            assert main(["weights", "download", TORCHVISION_MODEL, TIMM_MODEL, "-o", str(out), "--base-url",
+                         server]) == 0
+    # The fake file's hash cannot start with the one torchvision publishes in the file's name.
+    assert f"{out / _file(TORCHVISION_MODEL)}: its SHA-256 does not start with 047dcff4" in err.getvalue()
     return out
 
 
@@ -158,6 +164,25 @@ def test_a_transfer_cut_short_leaves_no_file_and_no_entry(server, tmp_path, monk
     assert sorted(p.name for p in out.iterdir()) == sorted([_file(TIMM_MODEL), "weights.json"])  # no temporary file
     manifest = json.loads((out / "weights.json").read_text())
     assert [entry["file"] for entry in manifest["files"]] == [_file(TIMM_MODEL)]  # what finished is kept
+
+
+def test_a_file_from_the_publisher_that_fails_its_published_hash_is_refused(server, tmp_path, monkeypatch,
+                                                                            capsys):
+    import visionml.models.weights as weights
+
+    real = weights.weights_location
+
+    def published_here(ref):  # the loopback server stands in for download.pytorch.org itself
+        url, path = real(ref)
+        return f"{server}/{path.name}", path
+
+    monkeypatch.setattr(weights, "weights_location", published_here)
+    monkeypatch.delenv("VISIONML_OFFLINE", raising=False)
+    monkeypatch.delenv("VISIONML_WEIGHTS_BASE_URL", raising=False)
+    out = tmp_path / "refused"
+    assert main(["weights", "download", TORCHVISION_MODEL, "-o", str(out)]) == 1
+    assert "the download is not the published file" in capsys.readouterr().err
+    assert not (out / _file(TORCHVISION_MODEL)).exists()
 
 
 def test_install_puts_the_files_where_training_reads_them_and_list_shows_them(downloaded, hub, capsys):

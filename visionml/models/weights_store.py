@@ -35,6 +35,7 @@ FORMAT_VERSION = 1
 TIMEOUT_SECONDS = 60
 _CHUNK = 1 << 20
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_HASH_IN_NAME = re.compile(r"-([a-f0-9]{6,})\.")  # torch.hub's HASH_REGEX, at least 6 digits
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ def download(model_names, out_dir, *, base: str | None = None, log=print, progre
             log(f"fetching {url}")
             size, sha256 = fetch(url, target, progress=progress)
             log(f"{target}: {size / 1e6:.1f} MB, SHA-256 {sha256}")
+            _check_published_prefix(item, url, target, sha256, log)
             entry = {"file": item.name, "weights": item.ref, "source": item.source, "url": url,
                      "published_url": item.url, "size": size, "sha256": sha256, "models": []}
         entry["models"] = sorted(set(entry.get("models", [])) | set(item.models))
@@ -125,6 +127,20 @@ def download(model_names, out_dir, *, base: str | None = None, log=print, progre
         manifest["files"] = sorted(entries.values(), key=lambda e: e["file"])
         write_json(out_dir / MANIFEST, manifest)
     return manifest
+
+
+def _check_published_prefix(item: WeightsFile, url: str, target: Path, sha256: str, log) -> None:
+    """torchvision names each file after the start of its SHA-256 (``resnet18-f37072fd.pth``), as
+    torch.hub's ``check_hash`` reads it: bytes from the publisher that do not match are refused; from
+    a mirror, the line says the mirror serves other bytes under that name."""
+    match = _HASH_IN_NAME.search(item.name) if item.source == "torchvision" else None
+    if match is None or sha256.startswith(match.group(1)):
+        return
+    what = f"{target}: its SHA-256 does not start with {match.group(1)}, the hash torchvision publishes in its name"
+    if url == item.url:
+        target.unlink()
+        raise VisionMLError(f"{what}: the download is not the published file; run the command again")
+    log(f"warning: {what}: {url} serves other bytes than torchvision published")
 
 
 def fetch(url: str, target, *, progress: bool | None = None, timeout: float = TIMEOUT_SECONDS) -> tuple[int, str]:
