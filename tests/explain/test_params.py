@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from visionml.errors import VisionMLError
@@ -23,24 +25,60 @@ def test_json_values_and_cli_strings_parse_alike():
     assert from_json.n_steps == 8 and from_json.attributions is True and from_json.xrai_fast is False
 
 
+# Each message names the key, the value as JSON writes it (never Python's repr) and the valid values.
 @pytest.mark.parametrize("raw, fragments", [
-    ({"xai_algorithm": "gradcam"}, ["xai_algorithm", "'gradcam'", "xrai, integrated_gradients, guided_gradcam, "
+    ({"xai_algorithm": "gradcam"}, ['xai_algorithm: "gradcam"', "xrai, integrated_gradients, guided_gradcam, "
                                     "guided_backprop"]),
-    ({"xai_algorithm": "xria"}, ["Did you mean 'xrai'"]),
-    ({"n_steps": 0}, ["n_steps", "from 1 to 1000"]),
+    ({"xai_algorithm": "xria"}, ['Did you mean "xrai"']),
+    ({"n_steps": 0}, ["n_steps: 0", "an integer from 2"]),
+    ({"n_steps": 1}, ["n_steps: 1", "an integer from 2"]),  # Azure's minimum is 2
     ({"n_steps": 2.5}, ["n_steps", "an integer"]),
-    ({"n_steps": True}, ["n_steps"]),
-    ({"n_steps": "many"}, ["n_steps"]),
-    ({"confidence_score_threshold_multilabel": 1.5}, ["confidence_score_threshold_multilabel", "from 0.0 to 1.0"]),
-    ({"visualizations": "yes"}, ["visualizations", "true, false"]),
-    ({"approximation_method": "riemann_left"}, ["approximation_method", "riemann_middle, gausslegendre"]),
-    ({"n_step": 10}, ["unknown key 'n_step'", "Did you mean 'n_steps'", "Valid keys"]),
+    ({"n_steps": True}, ["n_steps: true", "an integer"]),
+    ({"n_steps": "many"}, ['n_steps: "many"', "an integer"]),
+    ({"n_steps": "inf"}, ['n_steps: "inf"', "an integer"]),
+    ({"confidence_score_threshold_multilabel": 1.5}, ["confidence_score_threshold_multilabel: 1.5",
+                                                      "from 0.0 to 1.0"]),
+    ({"confidence_score_threshold_multilabel": "nan"}, ["confidence_score_threshold_multilabel", "from 0.0 to 1.0"]),
+    ({"visualizations": "maybe"}, ['visualizations: "maybe"', "true or false", '"yes"', '"off"']),
+    ({"visualizations": None}, ["visualizations: null", "true or false"]),
+    ({"approximation_method": "simpson"}, ['approximation_method: "simpson"',
+                                           "riemann_right, riemann_left, riemann_middle, riemann_trapezoid, "
+                                           "gausslegendre"]),
+    ({"n_step": 10}, ['unknown key "n_step"', 'Did you mean "n_steps"', "Valid keys"]),
 ])
 def test_bad_values_name_the_valid_ones(raw, fragments):
     with pytest.raises(VisionMLError) as error:
         parse_xai_parameters(raw)
     for fragment in fragments:
         assert fragment in str(error.value)
+    assert not PYTHON_REPR.search(str(error.value)), str(error.value)
+
+
+PYTHON_REPR = re.compile(r"\bNone\b|\bTrue\b|\bFalse\b|'\w+'|<\w[\w.]* object")
+
+
+def test_strtobool_words_and_every_approximation_method_are_azures():
+    """Azure reads flags with strtobool and takes each of captum's approximation methods."""
+    for word, meaning in (("True", True), ("yes", True), ("ON", True), ("1", True), ("f", False), ("No", False)):
+        assert parse_xai_parameters({"attributions": word}, strict=True).attributions is meaning
+    for method in ("riemann_right", "riemann_left", "riemann_middle", "riemann_trapezoid", "gausslegendre"):
+        assert parse_xai_parameters({"approximation_method": method}, strict=True).approximation_method == method
+
+
+def test_the_step_cap_is_the_callers_and_is_named():
+    assert parse_xai_parameters({"n_steps": 5000}).n_steps == 5000  # no cap unless one is given
+    with pytest.raises(VisionMLError) as error:
+        parse_xai_parameters({"n_steps": 31}, strict=True, max_steps=30)
+    assert "over 30" in str(error.value) and "--max-xai-steps" in str(error.value)
+    assert "from 2 to 30" in str(error.value)
+
+
+@pytest.mark.parametrize("raw", [{"n_steps": "10"}, {"xai_algorithm": "XRAI"}, {"confidence_score_threshold_multilabel": "0.5"}])
+def test_strict_takes_json_types_only(raw):
+    """What the REST endpoint takes is what /openapi.json says: a JSON integer, names spelled exactly."""
+    parse_xai_parameters(raw)  # the CLI's --set strings parse
+    with pytest.raises(VisionMLError):
+        parse_xai_parameters(raw, strict=True)
 
 
 def test_parameters_must_be_an_object():

@@ -11,9 +11,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "explain", help="explain a classification model's prediction for one image",
         description="Explain why a multi-class or multi-label model predicts what it does for IMAGE: "
-        "the predicted class (multi-class) or each class at or above "
-        "confidence_score_threshold_multilabel (multi-label). Writes the visualization PNG (the "
-        "model's crop beside its heat map, titled with class and probability) and/or the pixel "
+        "the predicted class (multi-class) or each class above "
+        "confidence_score_threshold_multilabel (multi-label). Writes the visualization PNG (Azure's "
+        "2x2 figure; --set visualization_style=overlay for the crop beside its heat map) and/or the pixel "
         "attributions as a float32 .npy ([3, crop, crop]; [K, 3, crop, crop] for K multi-label "
         "classes). Multi-label PNGs get the class name before the extension. With neither "
         "--output nor --attributions, writes IMAGE_STEM.ALGORITHM.png in the current folder.")
@@ -71,7 +71,7 @@ def run(args) -> int:
     explanations = explain_arrays(predictor, image, probs, raw)
     if not explanations:
         best = int(probs.argmax())
-        print(f"visionml explain: no class at or above confidence_score_threshold_multilabel="
+        print(f"visionml explain: no class above confidence_score_threshold_multilabel="
               f"{params.confidence_score_threshold_multilabel} (highest: {predictor.labels[best]} "
               f"{probs[best]:.3f}); nothing written", file=sys.stderr)
         return 0

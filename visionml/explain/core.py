@@ -54,8 +54,9 @@ def _attribute(em, x, target: int, params: XaiParams, model_name):
 
 
 def explain_arrays(predictor, pil_image, probs, params) -> list[ClassExplanation] | None:
-    """Explanations of the predicted class (multi-class) or of each class at or above the
-    threshold (multi-label); None for detection and segmentation, which have no XAI.
+    """Explanations of the predicted class (multi-class) or of each class whose probability is above
+    the threshold (multi-label, as Azure selects them); None for detection and segmentation, which
+    have no XAI.
 
     ``params`` is the raw ``xai_parameters`` dict (or an ``XaiParams``); a bad value raises
     ``VisionMLError`` naming the valid ones.
@@ -68,7 +69,7 @@ def explain_arrays(predictor, pil_image, probs, params) -> list[ClassExplanation
         raise VisionMLError("explanations need the PyTorch model: load the model folder with the torch "
                             "backend (an ONNX deployment scores only)")
     from . import methods
-    from .render import render_png
+    from .render import render
 
     model_name = predictor.settings["model_name"]
     if params.xai_algorithm == "guided_gradcam":
@@ -84,7 +85,8 @@ def explain_arrays(predictor, pil_image, probs, params) -> list[ClassExplanation
         label = str(predictor.labels[index])
         png = None
         if params.visualizations:
-            png = render_png(image, params.xai_algorithm, label, float(probs[index]), attribution, xrai_map)
+            png = render(params.visualization_style, image, params.xai_algorithm, label, float(probs[index]),
+                         attribution, xrai_map)
         results.append(ClassExplanation(index, label, float(probs[index]), attribution, png))
     return results
 
@@ -106,8 +108,9 @@ def explain(predictor, pil_image, probs, params) -> tuple:
     """(visualizations, attributions) in the scoring wire format for one image.
 
     Multi-class: a base64 PNG string and a nested list [3, crop, crop] (or None where not
-    asked for); multi-label: lists of those, one per class at or above
-    ``confidence_score_threshold_multilabel``; detection and segmentation: (None, None).
+    asked for); multi-label: lists of those, one per class above
+    ``confidence_score_threshold_multilabel``, None when no class is (as Azure answers);
+    detection and segmentation: (None, None).
     """
     params = parse_xai_parameters(params)
     if not (params.visualizations or params.attributions):

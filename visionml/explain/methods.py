@@ -1,19 +1,24 @@
 """The four attribution methods, each returning a float32 array [3, H, W] for one class.
 
-Integrated gradients, guided backprop and guided Grad-CAM are captum's; XRAI is PAIR's
-``saliency`` package. What is ours is how they are fed:
+Computed as Azure AutoML computes them (explainability/methods.py): integrated gradients and
+guided backprop inside captum's ``NoiseTunnel`` (smoothgrad: 5 noisy copies of the input, noise
+stdev 0.2 on the normalised input, all 5 in one batch), attributing the class logit (the network's
+output, before softmax or sigmoid), IG with Azure's internal batch of 5 rows per pass; guided
+Grad-CAM plain; XRAI is PAIR's ``saliency`` package on the class probability. What is ours is how
+they are fed:
 
 * Every explanation runs on a private copy of the predictor's model (``ExplainModel``):
   captum's guided methods put hooks on the ReLU modules, and a hook on the shared model
   would break a concurrent ``predict`` (a hook cannot be registered on a tensor that does
   not require grad). The copy also has non-inplace ReLUs, so guided backprop sees each
   ReLU's own input.
-* Integrated gradients run their steps in batches under bfloat16 autocast with a
-  channels-last copy when the CPU computes bf16 natively (AVX512-BF16/AMX): 4-5x faster
-  than captum's default call, rank correlation with it reported in benchmarks/.
-* XRAI gets its integrated-gradients attribution from that same fast path (both of
-  XRAI's baselines in one batched captum call) instead of running its own IG one sample
-  at a time, and its Felzenszwalb segments with a faster (identical) dilation.
+* The noise is drawn from a generator seeded for each explanation, not from torch's global one:
+  the same image gets the same explanation every time, and nothing global changes.
+* Integrated gradients run under bfloat16 autocast with a channels-last copy when the CPU
+  computes bf16 natively (AVX512-BF16/AMX); elsewhere in float32.
+* XRAI gets its integrated-gradients attribution from one batched captum call (both of XRAI's
+  baselines at once) instead of running its own IG one sample at a time, and its Felzenszwalb
+  segments with a faster (identical) dilation.
 """
 
 from __future__ import annotations
@@ -32,7 +37,11 @@ from torch import nn
 from ..errors import VisionMLError
 from ..tasks import get_task
 
-_STEP_BATCH = 25  # IG steps per forward/backward: measured fastest for resnet18 at 224 on CPU
+_STEP_BATCH = 25  # XRAI's IG steps per forward/backward: measured fastest for resnet18 at 224 on CPU
+# Azure's NoiseTunnelDefaults and IntegratedGradientsDefaults (explainability/constants.py).
+NT_TYPE, NT_SAMPLES, NT_STDEV, NT_SAMPLES_BATCH = "smoothgrad", 5, 0.2, 5
+IG_INTERNAL_BATCH = 5  # rows per IG forward/backward; also measured the fastest here (benchmarks/)
+NOISE_SEED = 0
 
 
 def bf16_available(device: torch.device) -> bool:
@@ -62,14 +71,16 @@ class ExplainModel:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.lock = threading.Lock()  # captum hooks on the copy must not overlap
 
-    def probabilities(self, x: torch.Tensor, bf16: bool | None = None) -> torch.Tensor:
-        """The class probabilities the user sees (softmax or sigmoid), differentiable in ``x``."""
+    def logits(self, x: torch.Tensor, bf16: bool | None = None) -> torch.Tensor:
+        """The class logits (what Azure's IG and guided backprop attribute), differentiable in ``x``."""
         if self.bf16 if bf16 is None else bf16:
             with torch.autocast("cpu", dtype=torch.bfloat16):
-                logits = self.model(x.contiguous(memory_format=torch.channels_last))
-        else:
-            logits = self.model(x)
-        return self.task.activation(logits.float())
+                return self.model(x.contiguous(memory_format=torch.channels_last)).float()
+        return self.model(x)
+
+    def probabilities(self, x: torch.Tensor, bf16: bool | None = None) -> torch.Tensor:
+        """The class probabilities the user sees (softmax or sigmoid), differentiable in ``x``: XRAI's."""
+        return self.task.activation(self.logits(x, bf16).float())
 
 
 _CACHE: "weakref.WeakKeyDictionary[nn.Module, ExplainModel]" = weakref.WeakKeyDictionary()
@@ -85,21 +96,65 @@ def explain_model_for(model: nn.Module, task: str) -> ExplainModel:
         return prepared
 
 
-def integrated_gradients(em: ExplainModel, x: torch.Tensor, target: int, n_steps: int, method: str,
-                         baselines: torch.Tensor | None = None) -> torch.Tensor:
-    """captum IG of the class probability; ``x`` [N,3,H,W] (N baselines of one image) -> [N,3,H,W]."""
+def integrated_gradients(em: ExplainModel, x: torch.Tensor, target: int, n_steps: int, method: str) -> torch.Tensor:
+    """Azure's integrated gradients: captum IG of the class logit from a black (all-zero) baseline,
+    ``n_steps`` steps of ``method``, inside NoiseTunnel smoothgrad. ``x`` [1,3,H,W] -> [1,3,H,W]."""
     from captum.attr import IntegratedGradients
 
-    ig = IntegratedGradients(em.probabilities)
-    with em.lock:
-        attr = ig.attribute(x, baselines=baselines, target=target, n_steps=n_steps, method=method,
-                            internal_batch_size=_STEP_BATCH)
-    if em.bf16 and not torch.isfinite(attr).all():
-        # bf16 overflowed somewhere on the path: recompute this one in float32.
-        ig = IntegratedGradients(functools.partial(em.probabilities, bf16=False))
+    def run(forward):
         with em.lock:
-            attr = ig.attribute(x, baselines=baselines, target=target, n_steps=n_steps, method=method,
-                                internal_batch_size=_STEP_BATCH)
+            return noise_tunnel(IntegratedGradients(forward), x.device).attribute(
+                x, target=target, n_steps=n_steps, method=method, internal_batch_size=IG_INTERNAL_BATCH,
+                **_NOISE)
+
+    attr = run(em.logits)
+    if em.bf16 and not torch.isfinite(attr).all():
+        attr = run(functools.partial(em.logits, bf16=False))  # bf16 overflowed on the path: float32
+    return attr
+
+
+_NOISE = {"nt_type": NT_TYPE, "nt_samples": NT_SAMPLES, "stdevs": NT_STDEV, "nt_samples_batch_size": NT_SAMPLES_BATCH}
+
+
+def noise_tunnel(attribution_method, device: torch.device):
+    """captum's NoiseTunnel around ``attribution_method``, its noise drawn from a generator seeded with
+    ``NOISE_SEED`` (captum draws from torch's global generator): the same input gives the same
+    attribution, and no other thread's random numbers move. The draw itself is captum's."""
+    return _seeded_noise_tunnel()(attribution_method, torch.Generator(device=device).manual_seed(NOISE_SEED))
+
+
+@functools.cache
+def _seeded_noise_tunnel():
+    from captum.attr import NoiseTunnel
+
+    class SeededNoiseTunnel(NoiseTunnel):
+        def __init__(self, attribution_method, generator: torch.Generator):
+            super().__init__(attribution_method)
+            self.generator = generator
+
+        def _add_noise_to_input(self, input, stdev, nt_samples_partition):  # noqa: A002 - captum's names
+            size = (input.shape[0] * nt_samples_partition, *input.shape[1:])
+            noise = torch.normal(0, torch.tensor(stdev, device=input.device).repeat(size), generator=self.generator)
+            return input.repeat_interleave(nt_samples_partition, dim=0) + noise
+
+    return SeededNoiseTunnel
+
+
+def _xrai_integrated_gradients(em: ExplainModel, x: torch.Tensor, target: int, n_steps: int, method: str,
+                               baselines: torch.Tensor) -> torch.Tensor:
+    """captum IG of the class probability (XRAI's base attribution, as saliency computes it: no noise);
+    ``x`` [N,3,H,W] (N baselines of one image) -> [N,3,H,W]."""
+    from captum.attr import IntegratedGradients
+
+    def run(bf16):
+        with em.lock:
+            return IntegratedGradients(functools.partial(em.probabilities, bf16=bf16)).attribute(
+                x, baselines=baselines, target=target, n_steps=n_steps, method=method,
+                internal_batch_size=_STEP_BATCH)
+
+    attr = run(None)
+    if em.bf16 and not torch.isfinite(attr).all():
+        attr = run(False)
     return attr
 
 
@@ -119,11 +174,11 @@ def _quiet_relu_hooks():
 
 
 def guided_backprop(em: ExplainModel, x: torch.Tensor, target: int) -> torch.Tensor:
-    """captum guided backprop of the class logit (as the method's paper defines it)."""
+    """Azure's guided backprop: captum's, of the class logit, inside NoiseTunnel smoothgrad."""
     from captum.attr import GuidedBackprop
 
     with em.lock, _quiet_relu_hooks():
-        return GuidedBackprop(em.model).attribute(_needs_grad(x), target=target)
+        return noise_tunnel(GuidedBackprop(em.model), x.device).attribute(_needs_grad(x), target=target, **_NOISE)
 
 
 def guided_gradcam(em: ExplainModel, x: torch.Tensor, target: int, layer_name: str) -> torch.Tensor:
@@ -165,7 +220,7 @@ def xrai(em: ExplainModel, x: torch.Tensor, target: int, n_steps: int, method: s
 
     # saliency's default baselines: the input's min and max values; both in one captum call.
     baselines = torch.cat([torch.full_like(x, float(x.min())), torch.full_like(x, float(x.max()))])
-    attr = integrated_gradients(em, x.expand(2, -1, -1, -1), target, n_steps, method, baselines)
+    attr = _xrai_integrated_gradients(em, x.expand(2, -1, -1, -1), target, n_steps, method, baselines)
     ig_hwc = attr.mean(0).permute(1, 2, 0).detach().cpu().numpy().astype(np.float64)
     x_hwc = x[0].permute(1, 2, 0).detach().cpu().numpy().astype(np.float64)
     parameters = saliency.XRAIParameters(algorithm="fast" if fast else "full")

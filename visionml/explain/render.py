@@ -1,7 +1,15 @@
-"""The visualization PNG: the input beside its heat map, titled with class and probability.
+"""The visualization PNG, in one of two styles (``xai_parameters.visualization_style``):
 
-Drawn with Pillow and a matplotlib colormap (no pyplot, so no global figure state and
-no backend to pick in a server thread).
+* ``figure`` (the default): Azure AutoML's figure (explainability/utils.py,
+  save_captum_visualizations): 2x2 panels, 12x12 inches at 100 dpi, cropped to its content: the
+  model's input, the heat map of |attribution|, the heat map blended on the input, and the input
+  with only its top 30% attribution values kept, under the title
+  ``Predicted_label: X, Confidence_score: Y``. Drawn with captum's ``visualize_image_attr`` on a
+  matplotlib ``Figure`` (no pyplot: no global figure state, no backend to pick in a server thread).
+  Azure colours the heat maps with colorcet's ``bgyw``; visionml, without colorcet, with
+  matplotlib's ``YlGnBu_r`` (the same blue-green-yellow-white run).
+* ``overlay``: visionml's compact picture: the input beside its heat map (and XRAI's top 30% regions),
+  at the crop's own size, titled with class and probability; drawn with Pillow, a fifth of the time.
 """
 
 from __future__ import annotations
@@ -99,3 +107,66 @@ def render_png(image: np.ndarray, algorithm: str, label: str, probability: float
     # zlib level 1: a fifth of the default level's time for a file ~10% larger (photos barely compress)
     canvas.save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
+
+
+VISUALIZATION_STYLES = ("figure", "overlay")
+_FIGURE_INCHES, _FIGURE_DPI, _TITLE_FONTSIZE = 12, 100, 20  # Azure's XAIVisualizationDefaults
+_HEAT_CMAP = "YlGnBu_r"
+
+
+def render_figure(image: np.ndarray, algorithm: str, label: str, probability: float,
+                  attribution: np.ndarray) -> bytes:
+    """Azure's 2x2 explanation figure (``azure_figure``) as PNG bytes."""
+    return _png_cropped(azure_figure(image, algorithm, label, probability, attribution))
+
+
+def azure_figure(image: np.ndarray, algorithm: str, label: str, probability: float, attribution: np.ndarray):
+    """Azure's 2x2 explanation figure, a matplotlib ``Figure``. ``image`` is the model's crop as uint8
+    [H,W,3]; ``attribution`` [3,H,W] (XRAI's map repeated over the channels, as Azure passes it)."""
+    from captum.attr import visualization as viz
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    pixels = image.astype(np.float64) / 255.0
+    attr_hwc = np.transpose(attribution, (1, 2, 0)).astype(np.float64)
+    figure = Figure(figsize=(_FIGURE_INCHES, _FIGURE_INCHES), tight_layout=True, facecolor="white")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(2, 2)
+    axes[0][0].imshow(pixels, interpolation="lanczos")
+    axes[0][0].set_title("Augmented Input Image")
+    for ax, method, title in ((axes[0][1], "heat_map", f"{algorithm} heatmap"),
+                              (axes[1][0], "blended_heat_map", f"{algorithm} on image")):
+        viz.visualize_image_attr(attr_hwc, pixels, method=method, sign="absolute_value", show_colorbar=True,
+                                 cmap=_HEAT_CMAP, title=title, plt_fig_axis=(figure, ax), use_pyplot=False)
+    # Azure keeps each channel value whose attribution is above the 70th percentile of all of them.
+    keep = np.transpose(attribution > np.percentile(attribution, 100 - int(_TOP_FRACTION * 100)), (1, 2, 0))
+    axes[1][1].imshow(np.where(keep, pixels, 0.0), interpolation="lanczos")
+    axes[1][1].set_title(f"Top {int(_TOP_FRACTION * 100)}% attributions")
+    figure.suptitle(f"Predicted_label: {label}, Confidence_score: {round(probability, 4)}",
+                    fontsize=_TITLE_FONTSIZE)
+    return figure
+
+
+def _png_cropped(figure) -> bytes:
+    """The figure drawn once at Azure's dpi and cropped to what is drawn plus a 0.1 inch margin:
+    what ``savefig(bbox_inches="tight")`` gives, without its second drawing pass."""
+    figure.set_dpi(_FIGURE_DPI)
+    figure.canvas.draw()
+    pixels = np.asarray(figure.canvas.buffer_rgba())[..., :3]
+    drawn = np.flatnonzero((pixels != 255).any(axis=(1, 2))), np.flatnonzero((pixels != 255).any(axis=(0, 2)))
+    pad = round(0.1 * _FIGURE_DPI)
+    if drawn[0].size:
+        top, bottom = max(drawn[0][0] - pad, 0), drawn[0][-1] + pad + 1
+        left, right = max(drawn[1][0] - pad, 0), drawn[1][-1] + pad + 1
+        pixels = pixels[top:bottom, left:right]
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def render(style: str, image: np.ndarray, algorithm: str, label: str, probability: float,
+           attribution: np.ndarray, xrai_map: np.ndarray | None = None) -> bytes:
+    """The visualization PNG in ``style`` (one of ``VISUALIZATION_STYLES``)."""
+    if style == "figure":
+        return render_figure(image, algorithm, label, probability, attribution)
+    return render_png(image, algorithm, label, probability, None if xrai_map is not None else attribution, xrai_map)

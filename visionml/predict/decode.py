@@ -41,11 +41,60 @@ class DecodeError(VisionMLError):
 
 @dataclass(slots=True)
 class ScoreItem:
-    """One entry of ``input_data.data``: the image bytes and what the caller asked for."""
+    """One entry of ``input_data.data`` (or an ``{"image": ...}`` body): the image bytes and what the
+    caller asked for. ``given`` names the keys the item set itself (``first_row_defaults``)."""
 
     image: bytes
     model_explainability: bool = False
     xai_parameters: dict = field(default_factory=dict)
+    given: frozenset = frozenset()
+
+
+# Azure reads model_explainability with strtobool(str(value)) (common/utils.py), so "True", "false",
+# "yes" and 1 work as well as JSON booleans; FLAG_PATTERN is the same set for the OpenAPI schema.
+_TRUE_WORDS = ("y", "yes", "t", "true", "on", "1")
+_FALSE_WORDS = ("n", "no", "f", "false", "off", "0")
+FLAG_PATTERN = "^(" + "|".join("".join(f"[{c.upper()}{c}]" if c.isalpha() else c for c in word)
+                               for word in _TRUE_WORDS + _FALSE_WORDS) + ")$"
+
+
+def parse_flag(value, key: str) -> bool:
+    """A boolean as Azure's scoring code reads one: a JSON boolean, the number 0 or 1, or one of strtobool's words
+    (y, yes, t, true, on, 1 / n, no, f, false, off, 0) in any case. ``DecodeError`` otherwise."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):  # JSON's 1 and 1.0 are one number
+        return bool(value)
+    if isinstance(value, str) and value.lower() in _TRUE_WORDS + _FALSE_WORDS:
+        return value.lower() in _TRUE_WORDS
+    raise DecodeError(f"{key}: {json_shown(value)} is not valid. Valid values: true or false, as a JSON boolean, "
+                      f"0 or 1, or one of the strings {', '.join(json_shown(w) for w in _TRUE_WORDS + _FALSE_WORDS)} "
+                      f"(in any case)")
+
+
+def json_shown(value, limit: int = 60) -> str:
+    """``value`` as JSON writes it (``null``, ``"text"``, ``[1, 2]``), cut to ``limit`` characters: what a
+    request error quotes, so that a JSON client never reads a Python repr."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=lambda v: f"<{type(v).__name__}>")
+    except (TypeError, ValueError):
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else f"{text[:limit - 4]}...{text[-1]}"
+
+
+def json_type(value) -> str:
+    """The JSON name of ``value``'s type (object, array, string, number, boolean, null)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (list, tuple)):
+        return "array"
+    return "object" if isinstance(value, dict) else type(value).__name__
 
 
 def b64decode(text: str | bytes) -> bytes:
@@ -72,7 +121,7 @@ def b64decode(text: str | bytes) -> bytes:
 
 def parse_score_item(item) -> ScoreItem:
     """One ``data`` entry as Azure sends it: a base64 string, or a JSON string (or object)
-    ``{"image_base64": ..., "model_explainability": bool, "xai_parameters": {...}}``. A one-element
+    ``{"image_base64": ..., "model_explainability": ..., "xai_parameters": {...}}``. A one-element
     list (a pandas "split" row, as MLflow clients send) is unwrapped."""
     if isinstance(item, list) and len(item) == 1:
         item = item[0]
@@ -82,24 +131,51 @@ def parse_score_item(item) -> ScoreItem:
         except json.JSONDecodeError as exc:
             raise DecodeError(f"the item looks like JSON but is not valid JSON ({exc})") from exc
     if isinstance(item, dict):
-        return _item_from_dict(item)
+        return _item_from_dict(item, "image_base64")
     if isinstance(item, str):
         return ScoreItem(image=b64decode(item))
+    if isinstance(item, (bytes, bytearray)):  # a binary DataFrame cell (Azure's MLflow model takes them)
+        return ScoreItem(image=bytes(item))
     raise DecodeError(f"an item must be a base64 string or a JSON object with image_base64, "
-                      f"not {type(item).__name__}")
+                      f"not {json_type(item)}")
 
 
-def _item_from_dict(obj: dict) -> ScoreItem:
-    if "image_base64" not in obj or not isinstance(obj["image_base64"], str):
-        raise DecodeError("the item's JSON needs an 'image_base64' string")
-    explain = obj.get("model_explainability", False)
-    if not isinstance(explain, bool):
-        raise DecodeError("'model_explainability' must be true or false")
-    params = obj.get("xai_parameters") or {}
-    if not isinstance(params, dict):
-        raise DecodeError("'xai_parameters' must be a JSON object")
-    return ScoreItem(image=b64decode(obj["image_base64"]), model_explainability=explain,
-                     xai_parameters=params)
+def parse_image_body(body: dict) -> ScoreItem:
+    """The body of Azure's v1 scoring script: ``{"image": BASE64, "model_explainability": ...,
+    "xai_parameters": {...}}`` (common/model_export_utils.py, run_inference_helper)."""
+    return _item_from_dict(body, "image")
+
+
+def _item_from_dict(obj: dict, image_key: str) -> ScoreItem:
+    if not isinstance(obj.get(image_key), str):
+        raise DecodeError(f"the item's JSON needs an '{image_key}' string (the image, base64-encoded)"
+                          + (f", got {json_type(obj[image_key])}" if image_key in obj else ""))
+    given = frozenset(k for k in ("model_explainability", "xai_parameters") if k in obj)
+    explain = parse_flag(obj["model_explainability"], "model_explainability") if "model_explainability" in obj \
+        else False
+    params = obj.get("xai_parameters")
+    if params is None:
+        params = {}
+    elif not isinstance(params, dict):
+        raise DecodeError(f"'xai_parameters' must be a JSON object, got {json_type(params)}")
+    return ScoreItem(image=b64decode(obj[image_key]), model_explainability=explain, xai_parameters=params,
+                     given=given)
+
+
+def first_row_defaults(items: list[ScoreItem]) -> list[ScoreItem]:
+    """Azure's MLflow model reads ``model_explainability`` and ``xai_parameters`` from the first row
+    and applies them to every row (common/mlflow/mlflow_model_wrapper.py). visionml does the same for
+    rows that do not set them, and lets a row that sets one of them have its own: an Azure client's
+    request gets Azure's answer, and a request mixing rows is answered as each row asks."""
+    if not items:
+        return items
+    first = items[0]
+    out = [first]
+    for item in items[1:]:
+        explain = item.model_explainability if "model_explainability" in item.given else first.model_explainability
+        params = item.xai_parameters if "xai_parameters" in item.given else first.xai_parameters
+        out.append(ScoreItem(item.image, explain, params, item.given))
+    return out
 
 
 class EncodedImage:

@@ -227,11 +227,12 @@ class MultilabelTask(ClassificationTask):
         return targets.cpu().numpy().astype(np.int64)
 
     def explanation_targets(self, probs, threshold: float) -> list[int]:
-        return [i for i, p in enumerate(probs) if p >= threshold]
+        """Each class whose probability is above ``threshold`` (Azure's ``probs > threshold``)."""
+        return [i for i, p in enumerate(probs) if p > threshold]
 
     def pack_explanations(self, items: list):
-        """A list with one value per class at or above the threshold."""
-        return list(items)
+        """A list with one value per class above the threshold; None (null) when none is, as Azure."""
+        return list(items) if items else None
 
     def ground_truth(self, record, width, height, index):
         hot = np.zeros(len(index), dtype=np.int64)
