@@ -22,13 +22,14 @@ from .fileio import check_output_file, check_output_folder, describe_os_error
 # The order in which commands are listed in --help (DESIGN.md's order).
 COMMANDS = (
     "validate", "convert", "sample_data", "train", "models", "run", "sweep_worker",
-    "evaluate", "predict", "explain", "serve", "export",
+    "evaluate", "predict", "explain", "serve", "export", "featurize", "view", "audit", "weights",
 )
 # Output paths each command writes, checked before any work so that a folder given for a file, a
 # path under a file or a folder without write permission fails at once, not after an hour of work:
 # {command: ((dest, kind, example file name), ...)}.
 OUTPUTS = {
-    "predict": (("output", "file", "preds.jsonl"),),
+    "predict": (("output", "file", "preds.jsonl"), ("labeled_dataset", "file", "labeled.jsonl")),
+    "featurize": (("output", "file", "features.jsonl"),),
     "evaluate": (("output", "file", "metrics.json"), ("plots", "folder", "")),
     "explain": (("output", "file", "explanation.png"), ("attributions", "file", "attributions.npy")),
     "export": (("output", "folder", ""),),
@@ -36,6 +37,8 @@ OUTPUTS = {
     "train": (("output", "folder", ""),),
     "run": (("output", "folder", ""),),
     "sweep-worker": (("output", "folder", ""),),
+    "audit": (("output", "folder", ""),),
+    "weights": (("output", "folder", ""),),
 }
 SIGTERM_EXIT = 128 + signal.SIGTERM
 
@@ -92,7 +95,7 @@ def _check_outputs(args) -> None:
         value = getattr(args, dest, None)
         if value is None:
             continue
-        option = f"--{dest}"
+        option = f"--{dest.replace('_', '-')}"
         if kind == "file":
             check_output_file(value, option, example)
         else:

@@ -100,7 +100,7 @@ class PoisonedPredictor:
         return self.inner.raw_predict(images, batch_size)
 
 
-def test_an_item_the_model_fails_on_does_not_fail_the_others_in_its_batch(predictors):
+def test_an_item_the_model_fails_on_does_not_fail_the_others_in_its_batch(predictors, caplog):
     poisoned = PoisonedPredictor(predictors[MULTICLASS], delay=0.2)
     good = [_b64(image_bytes(seed=s)) for s in range(8)]
     poison = _b64(image_bytes(width=77, seed=9))
@@ -116,9 +116,10 @@ def test_an_item_the_model_fails_on_does_not_fail_the_others_in_its_batch(predic
     assert [r.status_code for r in responses] == [200] * 8, [r.text[:200] for r in responses]
     for response, expected in zip(responses, alone):
         assert response.json()[0]["probs"] == pytest.approx(expected, abs=1e-5)
-    # nothing says the image is at fault, so not a 400; but the answer names the item
+    # nothing says the image is at fault, so not a 400; but the answer names the item, and the log the reason
     assert failed.status_code == 500 and failed.json()["index"] == 1, failed.text
-    assert "greater than 0" in failed.json()["error"]
+    assert "the model failed on this image" in failed.json()["error"]
+    assert "greater than 0" not in failed.json()["error"] and "greater than 0" in caplog.text
 
 
 # -- item 2: pixels per request are capped before anything is decoded -------------------------------
@@ -214,8 +215,9 @@ def test_explanations_per_request_are_capped(predictors):
         assert refused.status_code == 413, refused.text
         assert refused.json()["index"] == 4
         assert "at most 4" in refused.json()["error"] and "--max-explanations-per-request" in refused.json()["error"]
-        # 4 explanations and any number of plain items pass (nothing to draw: quick to answer)
-        mixed = [_xai(image, "guided_backprop", visualizations=False)] * 4 + [_b64(image)] * 3
+        # 4 explanations and any number of plain items pass (nothing to draw: quick to answer). The plain
+        # items come first: as in Azure, a row that does not set model_explainability takes the first row's
+        mixed = [_b64(image)] * 3 + [_xai(image, "guided_backprop", visualizations=False)] * 4
         answered = client.post(server.url + "/score", content=_body(*mixed))
         assert answered.status_code == 200, answered.text
         assert len(answered.json()) == 7

@@ -39,6 +39,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--max-explanations-per-request", type=int, default=None, metavar="N",
                         help="refuse a request with more than N items asking for model_explainability with "
                         "413 (default 4; each XRAI item takes seconds: docs/explainability.md)")
+    parser.add_argument("--max-xai-steps", type=int, default=None, metavar="N",
+                        help="refuse xai_parameters.n_steps above N with 400 (default 1000; integrated "
+                        "gradients run 5 passes per step: docs/explainability.md)")
     parser.set_defaults(func=run)
     return parser
 
@@ -56,7 +59,7 @@ def run(args) -> int:
 
     limits = {"max_body_mb": args.max_body_mb, "max_batch": args.max_batch, "max_queue": args.max_queue,
               "max_request_pixels": args.max_request_pixels,
-              "max_explanations_per_request": args.max_explanations_per_request}
+              "max_explanations_per_request": args.max_explanations_per_request, "max_xai_steps": args.max_xai_steps}
     for name, value in limits.items():
         if value is not None and value <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {value}")

@@ -24,10 +24,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 
 from ..data.images import DEFAULT_MAX_PIXELS
+from ..errors import VisionMLError
+from ..explain.params import DEFAULT_MAX_STEPS
+from ..predict.decode import DecodeError, parse_flag
 from ..tasks import get_task
 from .batching import (DEFAULT_MAX_BATCH, DEFAULT_MAX_QUEUE, DEFAULT_WINDOW_MS, MAX_EXPLAIN_QUEUE, MicroBatcher,
                        QueueFull, default_max_request_pixels)
-from .requests import ERROR_SCHEMA, REQUEST_SCHEMA, RequestError, parse_request, read_body
+from .requests import RequestError, parse_request, read_body
 
 log = logging.getLogger("visionml.serve")
 
@@ -74,11 +77,12 @@ class _Server:
     explanations) and the limits."""
 
     def __init__(self, predictor, loader, api_key, max_body_bytes, max_batch, window_s, max_queue, max_pixels,
-                 max_request_pixels, max_explanations):
+                 max_request_pixels, max_explanations, max_xai_steps):
         self.predictor, self.loader = predictor, loader
         self.api_key = api_key
         self.max_body_bytes, self.max_pixels = max_body_bytes, max_pixels
         self.max_request_pixels, self.max_explanations = max_request_pixels, max_explanations
+        self.max_xai_steps = max_xai_steps
         self.batcher_args = (max_batch, window_s, max_queue)
         self.batcher: MicroBatcher | None = None
         self.explainer: MicroBatcher | None = None
@@ -111,7 +115,8 @@ class _Server:
         explains = get_task(predictor.task).explainable
         self.parse = functools.partial(
             parse_request, max_pixels=self.max_pixels, size_problem=getattr(predictor, "size_problem", None),
-            max_request_pixels=self.max_request_pixels, max_explanations=self.max_explanations if explains else None)
+            max_request_pixels=self.max_request_pixels, max_explanations=self.max_explanations if explains else None,
+            max_steps=self.max_xai_steps)
         if explains:
             self.explainer = MicroBatcher(predictor, max(1, self.max_explanations), 0.0,
                                           min(max_queue, MAX_EXPLAIN_QUEUE), self.max_request_pixels,
@@ -141,8 +146,11 @@ class _Server:
         if self.batcher is None:
             return _error(503, "the model is still loading; retry when GET /ready answers 200",
                           headers={"Retry-After": "1"})
+        featurize = self._featurize(request)
         body = await read_body(request, self.max_body_bytes)
-        job = await asyncio.get_running_loop().run_in_executor(self.decoder, self.parse, body)
+        job = await asyncio.get_running_loop().run_in_executor(
+            self.decoder, functools.partial(self.parse, body, content_type=request.headers.get("content-type"),
+                                            featurize=featurize))
         request.state.items = len(job.images)
         lane = self.explainer if job.explains and self.explainer is not None else self.batcher
         try:
@@ -150,25 +158,49 @@ class _Server:
         except QueueFull:
             what = "explanation" if lane is self.explainer else "request"
             return _error(503, f"the server is busy ({what} queue full); retry shortly", headers={"Retry-After": "1"})
-        return _json(await asyncio.wrap_future(future))
+        try:
+            outputs = await asyncio.wrap_future(future)
+        except RequestError as exc:
+            if job.single:  # a one-image body has no item list for the index to point into
+                exc.index = None
+            raise
+        return _json(outputs[0] if job.single else outputs)
+
+    def _featurize(self, request: Request) -> bool:
+        """``?featurize=true``: answer feature vectors; 400 when the value or the model does not allow it."""
+        value = request.query_params.get("featurize")
+        if value is None:
+            return False
+        try:
+            wanted = parse_flag(value, "featurize")
+        except DecodeError as exc:
+            raise RequestError(400, str(exc)) from None
+        if wanted:
+            try:
+                self.predictor.check_featurize()
+            except VisionMLError as exc:
+                raise RequestError(400, str(exc)) from None
+        return wanted
 
 
 def create_app(predictor=None, *, loader=None, api_key: str | None = None,
                max_body_mb: float = DEFAULT_MAX_BODY_MB, max_batch: int = DEFAULT_MAX_BATCH,
                batch_window_ms: float = DEFAULT_WINDOW_MS, max_queue: int = DEFAULT_MAX_QUEUE,
                max_pixels: int | None = DEFAULT_MAX_PIXELS, max_request_pixels: int | None = None,
-               max_explanations_per_request: int = DEFAULT_MAX_EXPLANATIONS) -> FastAPI:
+               max_explanations_per_request: int = DEFAULT_MAX_EXPLANATIONS,
+               max_xai_steps: int | None = DEFAULT_MAX_STEPS) -> FastAPI:
     """The FastAPI app serving ``predictor`` (or the one ``loader()`` returns, loaded in the
     background after start-up so that liveness answers at once and /ready says when to send).
 
     ``max_pixels`` caps each image, ``max_request_pixels`` (default: ``default_max_request_pixels(task)``,
     sized to the machine's memory) the decoded pixels of a request and of a batch, and
-    ``max_explanations_per_request`` the items of a request with ``model_explainability``."""
+    ``max_explanations_per_request`` the items of a request with ``model_explainability`` and
+    ``max_xai_steps`` their ``xai_parameters.n_steps`` (None: no cap)."""
     if (predictor is None) == (loader is None):
         raise ValueError("pass exactly one of predictor and loader")
     server = _Server(predictor, loader, api_key, int(max_body_mb * 2**20), max_batch,
                      batch_window_ms / 1000, max_queue, max_pixels, max_request_pixels,
-                     int(max_explanations_per_request))
+                     int(max_explanations_per_request), max_xai_steps)
 
     async def lifespan(app):
         server.start()
@@ -178,12 +210,35 @@ def create_app(predictor=None, *, loader=None, api_key: str | None = None,
     app = FastAPI(title="visionml scoring endpoint", version="1",
                   description="An Azure AutoML for Images online endpoint: POST /score.", lifespan=lifespan)
     app.state.server = server
+    app.state.openapi_final = False
     app.add_middleware(RequestLog)
     _routes(app, server)
+    app.openapi = functools.partial(_openapi, app, server)
     return app
 
 
+def _openapi(app: FastAPI, server: _Server) -> dict:
+    """FastAPI's description of the routes with ``POST /score``'s body, parameter and answers from
+    ``openapi.py``: the served model's answer once it is loaded, every task's until then."""
+    from fastapi.openapi.utils import get_openapi
+
+    from .openapi import FEATURIZE_PARAMETER, request_body, responses
+
+    loaded = server.predictor is not None
+    if app.openapi_schema is None or (loaded and not app.state.openapi_final):
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        post = schema["paths"]["/score"]["post"]
+        post.update(requestBody=request_body(server.max_xai_steps), parameters=[FEATURIZE_PARAMETER],
+                    responses=responses(server.predictor.task if loaded else None))
+        app.openapi_schema, app.state.openapi_final = schema, loaded
+    return app.openapi_schema
+
+
 def _routes(app: FastAPI, server: _Server) -> None:
+    from ..ui import add_score_page
+
+    add_score_page(app, server)  # GET /ui: a page that posts to /score like any client
+
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError):
         return _error(exc.status, exc.message, exc.index)
@@ -200,15 +255,7 @@ def _routes(app: FastAPI, server: _Server) -> None:
         message = f"Loading failed: {server.load_error}" if server.load_error else "Loading"
         return PlainTextResponse(message, status_code=503)
 
-    @app.post("/score", summary="Score images (Azure AutoML image endpoint format)",
-              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-                  "schema": REQUEST_SCHEMA}}}},
-              responses={200: {"description": "one output object per item, in order"},
-                         **{code: {"description": why, "content": {"application/json": {"schema": ERROR_SCHEMA}}}
-                            for code, why in ((400, "bad request; index names the bad item"),
-                                              (401, "missing or wrong API key"),
-                                              (413, "body, pixels or explanation items over the server's limits"),
-                                              (503, "loading, or the queue is full"))}})
+    @app.post("/score", summary="Score images (Azure AutoML image endpoint formats)")  # body: _openapi
     async def score(request: Request):
         try:
             return await server.score(request)
@@ -216,4 +263,4 @@ def _routes(app: FastAPI, server: _Server) -> None:
             raise
         except Exception as exc:  # noqa: BLE001 - a bug answers 500 and is logged; the server lives on
             log.exception("error while scoring")
-            return _error(500, f"internal error: {type(exc).__name__}: {exc}")
+            return _error(500, f"internal error ({type(exc).__name__}); the server's log has the details")

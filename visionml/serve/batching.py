@@ -148,15 +148,27 @@ class MicroBatcher:
         return ready
 
     def _score(self, jobs: list[Job]) -> None:
+        """Score the batch's jobs together: those asking for scores, and those asking for feature
+        vectors (``?featurize=true``), each group in one run of the model."""
+        for featurize in (False, True):
+            group = [job for job in jobs if job.featurize == featurize]
+            if group:
+                self._score_group(group)
+
+    def _infer(self, job: Job, images: list, batch_size: int) -> list:
+        run = self.predictor.features if job.featurize else self.predictor.raw_predict
+        return run(images, batch_size=batch_size)
+
+    def _score_group(self, jobs: list[Job]) -> None:
         images = [pil for job in jobs for pil in job.decoded]
         try:
-            raws = self.predictor.raw_predict(images, batch_size=self.max_batch)
+            raws = self._infer(jobs[0], images, self.max_batch)
         except Exception as exc:  # noqa: BLE001 - the thread lives; find whose image it was
             if len(jobs) > 1:
                 log.warning("model failed on a batch of %d requests (%s: %s); scoring each alone",
                             len(jobs), type(exc).__name__, exc)
                 for job in jobs:
-                    self._score([job])
+                    self._score_group([job])
             else:
                 self._score_alone(jobs[0], exc)
             return
@@ -173,7 +185,7 @@ class MicroBatcher:
             raws = []
             for index, pil in enumerate(job.decoded):
                 try:
-                    raws.extend(self.predictor.raw_predict([pil], batch_size=1))
+                    raws.extend(self._infer(job, [pil], 1))
                 except Exception as item_exc:  # noqa: BLE001 - this request only
                     exc = item_exc
                     break
@@ -182,8 +194,8 @@ class MicroBatcher:
                 return
         log.error("model failed on item %d of a request", index, exc_info=exc)
         job.decoded = None
-        job.future.set_exception(RequestError(500, f"the model failed on this image: {type(exc).__name__}: {exc}",
-                                              index))
+        job.future.set_exception(RequestError(500, f"the model failed on this image ({type(exc).__name__}); the "
+                                                   f"server's log has the details", index))
 
     def _finish(self, job: Job, raws: list) -> None:
         try:
@@ -194,6 +206,8 @@ class MicroBatcher:
             job.decoded = None  # the pixels go now, not when the response has been sent
 
     def _outputs(self, job: Job, raws: list) -> list[dict]:
+        if job.featurize:
+            return [self.predictor.feature_output(vector, name) for vector, name in zip(raws, job.names)]
         outputs = []
         for index, (raw, image, name, xai) in enumerate(zip(raws, job.decoded, job.names, job.xai)):
             try:
