@@ -29,7 +29,7 @@ TIMM_MODEL = "vits16r224"
 class _Publisher(http.server.SimpleHTTPRequestHandler):
     """Serves its folder; a name in ``cut_short`` announces 1 MB and sends 100 bytes, then hangs up."""
 
-    cut_short: set[str] = set()
+    cut_short: frozenset[str] = frozenset()
 
     def do_GET(self):
         if self.path.lstrip("/") in self.cut_short:
@@ -64,7 +64,7 @@ def published(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(published):
     """A loopback HTTP server serving the published files; stopped when the module's tests end, failed or not."""
-    _Publisher.cut_short = {_file("mobilenetv2")}
+    _Publisher.cut_short = frozenset({_file("mobilenetv2")})
     handler = functools.partial(_Publisher, directory=str(published["folder"]))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -168,12 +168,12 @@ def test_a_transfer_cut_short_leaves_no_file_and_no_entry(server, tmp_path, monk
 
 def test_a_file_from_the_publisher_that_fails_its_published_hash_is_refused(server, tmp_path, monkeypatch,
                                                                             capsys):
-    import visionml.models.weights as weights
+    from visionml.models import weights
 
     real = weights.weights_location
 
     def published_here(ref):  # the loopback server stands in for download.pytorch.org itself
-        url, path = real(ref)
+        _, path = real(ref)
         return f"{server}/{path.name}", path
 
     monkeypatch.setattr(weights, "weights_location", published_here)

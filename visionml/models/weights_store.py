@@ -238,8 +238,8 @@ def read_manifest(folder) -> tuple[dict, list[str]]:
     if not isinstance(manifest, dict):
         return {}, [f"{path}: must be a JSON object"]
     if manifest.get("format_version") != FORMAT_VERSION:
-        return {}, [f"{path}: format_version: expected {FORMAT_VERSION}, got {manifest.get('format_version')!r}; "
-                    "download with the visionml version installed here"]
+        return {}, [(f"{path}: format_version: expected {FORMAT_VERSION}, got {manifest.get('format_version')!r}; "
+                     "download with the visionml version installed here")]
     files = manifest.get("files")
     if not isinstance(files, list):
         return {}, [f"{path}: files: must be a list"]
