@@ -103,8 +103,8 @@ def download(model_names, out_dir, *, base: str | None = None, log=print, progre
     files = files_for(model_names)
     if offline():
         on = [v for v in OFFLINE_VARIABLES if os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")]
-        raise VisionMLError(f"offline mode is on ({' / '.join(on)} is set) "
-                            "is set) and this command downloads: run it with that variable unset or 0 on a "
+        raise VisionMLError(f"offline mode is on ({' / '.join(on)} is set) and this command downloads: "
+                            "run it with that variable unset or 0 on a "
                             "machine with network, then `visionml weights install DIR` here")
     manifest = _read_existing(out_dir)
     entries = {entry["file"]: entry for entry in manifest["files"]}
