@@ -53,6 +53,28 @@ def test_a_jsonl_with_bad_lines_lists_them_and_leads_to_the_image(det_data, tmp_
         stars = sum(any(o["label"] == "star" for o in json.loads(text)["label"])
                     for text in bad.read_text().splitlines()[:-1])
         assert page.locator("#grid .tile").count() == stars
+
+        # keyboard only: Tab reaches the tabs, the arrow keys move between them, Enter opens a tile
+        page.evaluate("document.activeElement.blur()")
+        for _ in range(10):
+            page.keyboard.press("Tab")
+            if page.evaluate("document.activeElement.id") == "tab-images":
+                break
+        assert page.evaluate("document.activeElement.id") == "tab-images"
+        page.keyboard.press("ArrowRight")
+        assert page.evaluate("document.activeElement.id") == "tab-problems" and page.is_visible("#panel-problems")
+        page.keyboard.press("ArrowLeft")
+        assert page.is_visible("#panel-images") and not page.is_visible("#panel-problems")
+        for _ in range(10):
+            page.keyboard.press("Tab")
+            if page.evaluate("document.activeElement.classList.contains('tile')"):
+                break
+        first = page.evaluate("document.activeElement.dataset.id")
+        assert first == page.locator("#grid .tile").first.get_attribute("data-id")
+        page.keyboard.press("Enter")
+        assert page.is_visible("#detail") and page.evaluate("document.activeElement.id") == "detail-close"
+        page.keyboard.press("Escape")
+        assert not page.is_visible("#detail")
         assert page.errors == []
 
 
