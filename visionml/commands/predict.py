@@ -13,7 +13,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Score images and write one JSON object per image, exactly as the REST endpoint "
         "answers (filename = the input). INPUT is an image, a folder (searched recursively for "
         "jpg/jpeg/png/jpe/jfif/bmp/tif/tiff) or a JSONL file (its image_url values). Unreadable "
-        "images are reported and skipped; the exit code is then 1.")
+        "images are reported and skipped; the exit code is then 1. An instance segmentation model "
+        "with --set export_as_image=true (and image_type=jpg|png|bmp) also writes each mask as an image "
+        "in masks/ beside --output, named as Azure's batch scoring names them.")
     parser.add_argument("--model", required=True, metavar="MODEL_DIR", help="a model folder (RUN/model)")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or JSONL files")
     parser.add_argument("--output", "-o", metavar="FILE", help="JSON lines file to write (default: stdout)")
@@ -27,6 +29,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="auto (default: cuda when available, else cpu), cpu, cuda or cuda:N")
     parser.add_argument("--datastore", action="append", default=[], metavar="NAME=DIR",
                         help="map an azureml:// datastore in JSONL inputs to a local folder (repeatable)")
+    parser.add_argument("--labeled-dataset", metavar="FILE", default=None,
+                        help="also write the predictions as training data (the JSONL schema `visionml train` "
+                        "reads, with Azure's label_confidence beside each label)")
     parser.set_defaults(func=run)
     return parser
 
@@ -35,26 +40,45 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     import sys
+    from contextlib import ExitStack
+    from pathlib import Path
 
     from tqdm import tqdm
 
     from ..config import parse_set_arguments
     from ..data.resolve import parse_datastores
-    from ..errors import VisionMLError
+    from ..errors import UsageError, VisionMLError
     from ..predict import Predictor
-    from ..predict.batch import JsonLinesOut, collect_inputs, score_inputs
+    from ..predict.batch import JsonLinesOut, LabeledDataset, MaskFiles, collect_inputs, score_inputs
 
+    if args.labeled_dataset and args.output and Path(args.labeled_dataset).resolve() == Path(args.output).resolve():
+        raise UsageError(f"--labeled-dataset {args.labeled_dataset} is the --output file: give it another name")
     inputs, problems = collect_inputs(args.inputs, parse_datastores(args.datastore))
     if not inputs:
         raise VisionMLError("nothing to score:\n" + "\n".join(problems))
     predictor = Predictor.from_folder(args.model, backend=args.backend, device=args.device,
                                       overrides=parse_set_arguments(args.overrides) or None)
     batch_size = args.batch_size or predictor.batch_size
-    with JsonLinesOut(args.output) as out, tqdm(total=len(inputs), unit="img", file=sys.stderr,
-                                                 disable=None, desc="predict") as bar:
-        problems += score_inputs(predictor, inputs, out.write, batch_size, bar)
+    settings, sinks = predictor.settings, []
+    masks = None
+    if "export_as_image" in settings and settings["export_as_image"]:
+        if args.output is None:
+            raise UsageError("export_as_image=true writes the mask images in masks/ beside the predictions: "
+                             "pass --output FILE.jsonl")
+        masks = MaskFiles(Path(args.output).resolve().parent, predictor.labels, settings["image_type"])
+        sinks.append(masks)
+    with ExitStack() as stack:
+        out = stack.enter_context(JsonLinesOut(args.output))
+        if args.labeled_dataset:
+            sinks.append(stack.enter_context(LabeledDataset(args.labeled_dataset, predictor.task)))
+        bar = stack.enter_context(tqdm(total=len(inputs), unit="img", file=sys.stderr, disable=None, desc="predict"))
+        problems += score_inputs(predictor, inputs, out.write, batch_size, bar, sinks)
     for problem in problems:
         print(f"visionml predict: skipped {problem}", file=sys.stderr)
     print(f"visionml predict: {out.written} image(s) scored, {len(problems)} problem(s), results in "
           f"{args.output or 'stdout'}", file=sys.stderr)
+    if masks is not None:
+        print(f"visionml predict: {masks.written} mask image(s) in {masks.folder}", file=sys.stderr)
+    if args.labeled_dataset:
+        print(f"visionml predict: labeled data set (training JSONL) in {args.labeled_dataset}", file=sys.stderr)
     return 1 if problems else 0
