@@ -110,7 +110,7 @@ def test_automode_when_no_search_space(tmp_path):
 @pytest.mark.parametrize("snippet,message", [
     ("limts: {max_trials: 2}", "Did you mean limits"),
     ("primary_metric: accuracy", "not supported for image_object_detection"),
-    ("sweep: {sampling_algorithm: bayesain}", "did you mean bayesian"),
+    ("sweep: {sampling_algorithm: bayesain}", "Did you mean bayesian"),
     ("sweep: {early_termination: {type: bandit, slack_factr: 0.1}}", "Did you mean slack_factor"),
     ("limits: {max_trials: 0}", "must be >= 1"),
     ("target_column_name: labels", "must be 'label'"),

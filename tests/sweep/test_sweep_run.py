@@ -174,9 +174,3 @@ def test_job_yaml_errors_exit_1_with_the_reason(tmp_path, sample_data, capsys):
         "training_parameters": {"learning_rat": 0.1}, "limits": {"max_trials": 2}}))
     assert main(["run", str(job), "--output", str(tmp_path / "run")]) == 1
     assert "learning_rate" in capsys.readouterr().err
-    # A setting visionml parses but cannot honour yet (tiling) stops the sweep before any trial.
-    tiled = write_job(tmp_path / "tiled.yml", yaml.safe_dump({
-        "type": "automl", "task": "image_object_detection", "training_data": str(data["train"]),
-        "training_parameters": {"tile_grid_size": "3x2"}, "limits": {"max_trials": 2}}))
-    assert main(["run", str(tiled), "--output", str(tmp_path / "tiled_run")]) == 1
-    assert "tile_grid_size" in capsys.readouterr().err and not (tmp_path / "tiled_run" / "trials").exists()

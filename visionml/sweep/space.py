@@ -12,13 +12,12 @@ Two spellings are accepted for each parameter, as Azure does:
 from __future__ import annotations
 
 import ast
-import difflib
 import math
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import VisionMLError
+from ..errors import VisionMLError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -102,8 +101,7 @@ def parse_expression(value: Any, where: str = "search_space") -> Distribution:
         if m and m.group(1).lower() in ("range",):
             raise VisionMLError(f"{where}: range() is not supported; write choice(a, b, ...)")
         if m:
-            close = difflib.get_close_matches(m.group(1).lower(), list(_KINDS), n=3)
-            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            hint = did_you_mean(m.group(1).lower(), _KINDS)
             raise VisionMLError(f"{where}: unknown distribution {m.group(1)!r}.{hint} "
                                 f"Valid: {', '.join(_KINDS)}.")
     if isinstance(value, list):
@@ -142,8 +140,7 @@ def _parse_call(kind: str, argtext: str, where: str) -> Distribution:
 def _parse_mapping(value: dict, where: str) -> Distribution:
     kind = str(value.get("type", "")).lower()
     if kind not in _KINDS:
-        close = difflib.get_close_matches(kind, list(_KINDS), n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        hint = did_you_mean(kind, _KINDS)
         raise VisionMLError(f"{where}: unknown or missing 'type' {value.get('type')!r}.{hint} "
                             f"Valid: {', '.join(_KINDS)}.")
     if kind == "choice":

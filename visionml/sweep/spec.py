@@ -8,14 +8,13 @@ whichever spelling each uses."""
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ..errors import UsageError, VisionMLError
+from ..errors import UsageError, VisionMLError, did_you_mean
 from ..tasks import get_task
 from .space import Distribution, parse_search_space
 
@@ -59,9 +58,8 @@ class JobSpec:
 def _unknown(keys, valid, where: str):
     for key in keys:
         if key not in valid:
-            close = difflib.get_close_matches(str(key), list(valid), n=3, cutoff=0.5)
-            hint = f" Did you mean {', '.join(close)}?" if close else ""
-            raise VisionMLError(f"{where}: unknown key {key!r}.{hint} Valid keys: {', '.join(valid)}.")
+            raise VisionMLError(f"{where}: unknown key {key!r}.{did_you_mean(key, valid, cutoff=0.5)} "
+                                f"Valid keys: {', '.join(valid)}.")
 
 
 def _number(value, where: str, kind=float, minimum=None):
@@ -180,9 +178,8 @@ def parse_job(doc: dict, base: Path = Path("."), source: str = "job") -> JobSpec
 
     algo = str(sweep.get("sampling_algorithm", "random")).lower()
     if algo not in SAMPLERS:
-        close = difflib.get_close_matches(algo, SAMPLERS, n=1)
         raise VisionMLError(f"{source}: sweep.sampling_algorithm {sweep.get('sampling_algorithm')!r} is not "
-                            f"one of {', '.join(SAMPLERS)}" + (f" (did you mean {close[0]}?)" if close else ""))
+                            f"one of {', '.join(SAMPLERS)}.{did_you_mean(algo, SAMPLERS, n=1)}")
     spec.sampling_algorithm = algo
     policy = sweep.get("early_termination")
     if policy:
