@@ -68,6 +68,45 @@ def test_pyfunc_predict_takes_base64_dataframe_and_returns_visionml_objects(mlfl
         np.testing.assert_allclose(got["probs"], want["probs"], atol=1e-6, rtol=0)
 
 
+EXPLAIN = {"model_explainability": True, "xai_parameters": {"xai_algorithm": "guided_backprop",
+                                                           "visualization_style": "overlay", "attributions": True}}
+
+
+def test_rows_without_an_explanation_answer_none_not_nan(mlflow_dirs, sample_images):
+    """pandas would make a missing string NaN, which MLflow's JSON writes as NaN (not JSON) or null
+    only by luck; every column is of dtype object, so the row that asked for nothing gets None."""
+    model = mlflow.pyfunc.load_model(str(mlflow_dirs[MULTICLASS]))
+    rows = [json.dumps({"image_base64": b64(sample_images[0]), **EXPLAIN}),
+            json.dumps({"image_base64": b64(sample_images[1]), "model_explainability": "False"}),
+            json.dumps({"image_base64": b64(sample_images[2])})]  # takes the first row's settings, as Azure's
+    records = model.predict(pd.DataFrame({"image": rows})).to_dict(orient="records")
+    assert isinstance(records[0]["visualizations"], str) and np.asarray(records[0]["attributions"]).ndim == 3
+    assert records[1]["visualizations"] is None and records[1]["attributions"] is None
+    assert isinstance(records[2]["visualizations"], str)
+
+
+def test_requirements_are_what_the_mlflow_extra_installs(mlflow_dirs):
+    """requirements.txt pins visionml[mlflow], each package of that extra and the torch it ran on, each
+    at the version installed here and within the range pyproject.toml asks for."""
+    import re
+    import tomllib
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    pyproject = Path(visionml.__file__).resolve().parents[1] / "pyproject.toml"
+    if not pyproject.is_file():
+        pytest.skip("visionml is not run from its source tree")
+    extra = [Requirement(r) for r in tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]["mlflow"]]
+    lines = (mlflow_dirs[MULTICLASS] / "requirements.txt").read_text().split()
+    pins = dict(re.fullmatch(r"(.+?)==(.+)", line).groups() for line in lines)
+    assert list(pins) == ["visionml[mlflow]", *[r.name for r in extra], "torch", "torchvision"]
+    assert pins["visionml[mlflow]"] == visionml.__version__
+    for requirement in extra:
+        assert pins[requirement.name] == metadata.version(requirement.name)
+        assert requirement.specifier.contains(pins[requirement.name]), requirement
+
+
 def test_pyfunc_detection_with_settings_fixed_at_export(model_dirs, sample_images, tmp_path):
     out = tmp_path / "det"
     assert main(["export", "--model", str(model_dirs[DETECTION]), "--format", "mlflow", "-o", str(out),
@@ -136,7 +175,8 @@ def test_mlflow_models_serve_answers_invocations(mlflow_dirs, model_dirs, sample
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_for(proc, url + "/ping", tmp_path / "mlflow-serve.log")
-        body = {"dataframe_split": {"columns": ["image"], "data": [[b64(sample_images[0])]]}}
+        rows = [[b64(sample_images[0])], [json.dumps({"image_base64": b64(sample_images[1]), **EXPLAIN})]]
+        body = {"dataframe_split": {"columns": ["image"], "data": rows}}
         response = httpx.post(url + "/invocations", json=body, timeout=120)
         bad = httpx.post(url + "/invocations", json={"dataframe_split": {"columns": ["image"], "data": [["%%%"]]}},
                          timeout=60)
@@ -152,8 +192,12 @@ def test_mlflow_models_serve_answers_invocations(mlflow_dirs, model_dirs, sample
     assert response.status_code == 200, response.text
     predictions = response.json()["predictions"]
     expected = visionml.load_model(model_dirs[MULTICLASS]).predict([sample_images[0].read_bytes()])
-    assert len(predictions) == 1 and predictions[0]["labels"] == LABELS
+    assert len(predictions) == 2 and predictions[0]["labels"] == LABELS
     np.testing.assert_allclose(predictions[0]["probs"], expected[0]["probs"], atol=1e-6, rtol=0)
+    # JSON null (not NaN) where no explanation was asked for; the explained row has its PNG
+    assert '"visualizations": null' in response.text.replace('":null', '": null')
+    assert predictions[0]["visualizations"] is None and predictions[0]["attributions"] is None
+    assert isinstance(predictions[1]["visualizations"], str)
     assert bad.status_code == 400 and "not base64" in bad.text
 
 

@@ -96,12 +96,43 @@ def _stage_model(model_dir: Path, tmp: Path) -> Path:
 
 
 def _requirements() -> list[str]:
-    """What a fresh serving environment needs: visionml with the mlflow extra and the torch it was
-    exported with (MLflow's virtualenv manager installs these; ``--env-manager local`` ignores them)."""
+    """What a fresh serving environment needs, pinned to what exported the model: visionml with its
+    mlflow extra, each package that extra installs (mlflow-skinny, pandas: named here, MLflow adds no
+    full ``mlflow`` of its own) and the torch it ran on. MLflow's virtualenv manager installs these;
+    ``--env-manager local`` ignores them."""
     import torch
     import torchvision
 
     from .. import __version__
 
-    return [f"visionml[mlflow]=={__version__}", f"torch=={torch.__version__.split('+')[0]}",
-            f"torchvision=={torchvision.__version__.split('+')[0]}"]
+    pins = [f"visionml[mlflow]=={__version__}"]
+    pins += [f"{name}=={_installed(name)}" for name in mlflow_extra()]
+    return pins + [f"torch=={torch.__version__.split('+')[0]}", f"torchvision=={torchvision.__version__.split('+')[0]}"]
+
+
+# pyproject.toml's [project.optional-dependencies] mlflow, for a visionml run from a source tree
+# without installed metadata; an installed visionml's own metadata is read first.
+_MLFLOW_EXTRA = ("mlflow-skinny", "pandas")
+
+
+def mlflow_extra() -> tuple[str, ...]:
+    """The distributions ``pip install 'visionml[mlflow]'`` adds, by name."""
+    import re
+    from importlib import metadata
+
+    try:
+        requires = metadata.requires("visionml") or []
+    except metadata.PackageNotFoundError:
+        return _MLFLOW_EXTRA
+    names = [re.match(r"[A-Za-z0-9._-]+", r).group(0) for r in requires if re.search(r"extra\s*==\s*.mlflow.", r)]
+    return tuple(names) or _MLFLOW_EXTRA
+
+
+def _installed(name: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        raise VisionMLError(f"MLflow export needs {name}, which the mlflow extra installs: "
+                            f"pip install 'visionml[mlflow]'") from None
