@@ -81,6 +81,15 @@ def chromium_page(profile: Path, width: int = 1280, height: int = 900):
             context.close()
 
 
+def unlabelled_controls(page) -> list[str]:
+    """The page's visible inputs, selects and buttons that have no accessible name (no label, no
+    aria-label, no text): each should say what it does to a screen reader."""
+    return page.evaluate("""() => [...document.querySelectorAll('input, select, button, textarea')]
+        .filter(e => e.getClientRects().length > 0 || e.classList.contains('visually-hidden'))
+        .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())
+        .map(e => e.id || e.outerHTML.slice(0, 80))""")
+
+
 class VisionmlProcess:
     """``visionml COMMAND ... --port P`` in its own process on loopback, output in a log file;
     a context manager, so it stops on failure too."""

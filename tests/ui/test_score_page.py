@@ -10,7 +10,7 @@ import base64
 import httpx
 import pytest
 
-from .helpers import API_KEY, VisionmlProcess, chromium_page, needs_browser
+from .helpers import API_KEY, VisionmlProcess, chromium_page, needs_browser, unlabelled_controls
 
 pytestmark = pytest.mark.slow
 ALGORITHMS = ("xrai", "integrated_gradients", "guided_gradcam", "guided_backprop")
@@ -91,6 +91,18 @@ def test_the_boxes_drawn_are_the_apis_above_the_threshold(det_server, det_data, 
             answer = [b["score"] for b in _score(det_server, other)["boxes"]]
             drawn = page.locator(f'article.result[data-name="{other.name}"] svg.overlay rect.box').count()
             assert drawn == sum(s >= middle for s in answer), other.name
+        dropped = images[3]  # dropped on the page rather than picked
+        page.evaluate("""([b64, name]) => {
+            const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+            const data = new DataTransfer();
+            data.items.add(new File([bytes], name, {type: 'image/jpeg'}));
+            document.getElementById('drop').dispatchEvent(new DragEvent('drop', {dataTransfer: data, bubbles: true, cancelable: true}));
+        }""", [base64.b64encode(dropped.read_bytes()).decode(), dropped.name])
+        page.wait_for_selector(f'article.result[data-name="{dropped.name}"][data-state=drawn]')
+        answer = [b["score"] for b in _score(det_server, dropped)["boxes"]]
+        assert page.locator(f'article.result[data-name="{dropped.name}"] svg.overlay rect.box').count() == sum(
+            s >= middle for s in answer)
+        assert unlabelled_controls(page) == []
         page.screenshot(path=str(tmp_path / "score-detection.png"), full_page=True)
         assert page.errors == []
         assert httpx.get(det_server.url + "/ui/config.json").json()["api_key_required"] is False
@@ -115,6 +127,7 @@ def test_explanations_are_drawn_and_the_key_is_kept_for_the_tab_only(cls_server,
         top = max(range(len(expected["probs"])), key=expected["probs"].__getitem__)
         assert page.locator("article.result .message").inner_text().startswith(expected["labels"][top])
         assert page.locator("article.result .probs li").count() == len(expected["labels"])
+        assert unlabelled_controls(page) == []
         for algorithm in ALGORITHMS:
             page.select_option("#algorithm", algorithm)
             page.click("article.result button.explain")

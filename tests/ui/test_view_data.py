@@ -81,8 +81,12 @@ def test_likely_label_mistakes_are_ranked_and_export_as_training_data(scored_vie
     assert [len(line["label"]) for line in lines] == [len(doc["images"][i]["objects"]) for i in ids]
     assert all(line["image_url"].startswith("/") and {"label", "topX", "bottomY"} <= set(line["label"][0])
                for line in lines)
-    # absolute image paths: the subset validates (and so converts) from another folder
+    # absolute image paths: the subset validates and converts from another folder
     assert main(["validate", str(exported)]) == 0
+    coco = tmp_path / "elsewhere" / "relabel-coco.json"
+    assert main(["convert", str(exported), "--from", "jsonl", "--to", "coco", "-o", str(coco)]) == 0
+    converted = json.loads(coco.read_text())
+    assert len(converted["images"]) == len(ids) and len(converted["annotations"]) == sum(len(x["label"]) for x in lines)
     assert httpx.post(server.url + "/api/export", json={"ids": [10_000]}, timeout=30).status_code == 400
 
 

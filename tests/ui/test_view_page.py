@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from .conftest import with_bad_line
-from .helpers import VisionmlProcess, chromium_page, needs_browser
+from .helpers import VisionmlProcess, chromium_page, needs_browser, unlabelled_controls
 
 pytestmark = pytest.mark.slow
 
@@ -32,8 +32,10 @@ def test_a_jsonl_with_bad_lines_lists_them_and_leads_to_the_image(det_data, tmp_
         assert page.locator("#grid .tile svg.overlay rect.box").count() == sum(
             len(json.loads(text)["label"]) for text in bad.read_text().splitlines()[:-1]) - 1  # one box dropped
 
+        assert unlabelled_controls(page) == []
         page.click("#tab-problems")
         assert page.inner_text("#tab-problems") == "Problems (2)"
+        assert unlabelled_controls(page) == []
         row = page.locator(f'#problems-table tr[data-where="{bad}:{line}"]')
         assert row.locator("td").nth(1).inner_text() == "label[0].bottomX"
         assert "outside [0, 1]" in row.locator("td").nth(2).inner_text()
@@ -97,11 +99,13 @@ def test_a_confusion_cell_opens_its_images(det_data, detector, tmp_path):
         ids = [int(t.get_attribute("data-id")) for t in page.locator("#cell-grid .tile").all()]
         assert ids == confusion["images"][r][k]
         assert f"{len(ids)} image(s)" in page.inner_text("#cell-title")
+        assert unlabelled_controls(page) == []
         page.screenshot(path=str(tmp_path / "view-confusion.png"), full_page=True)
 
         page.click("#tab-mistakes")
         suspects = doc["predictions"]["suspects"]
         assert page.locator("#suspects > li").count() == len(suspects) > 0
+        assert unlabelled_controls(page) == []
         first = page.locator("#suspects > li").first
         assert int(first.get_attribute("data-id")) == suspects[0]["id"]
         first.locator("input[type=checkbox]").check()
