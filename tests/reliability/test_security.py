@@ -37,7 +37,7 @@ from visionml.data.resolve import cache_path, fetch, resolve_image_url
 
 from tests.support import ServeProcess, ThreadServer, image_bytes, train_args
 
-from .fuzzing import _png_header_only, budget, run_cli
+from .fuzzing import TRIED, _png_header_only, budget, run_cli
 
 # ----------------------------------------------------------------------------- the payload
 
@@ -275,11 +275,10 @@ _pieces = st.sampled_from(["..", ".", "", "a", "b.png", "%2e%2e", "%2E%2E", "%2f
 relative_paths = st.lists(_pieces, min_size=1, max_size=8).map("/".join)
 
 
-@budget(300)
-@given(rel=relative_paths, how=st.sampled_from(["relative", "azureml", "azureml-unmapped", "azureml-long"]))
-def test_relative_paths_never_leave_their_root(tmp_path_factory, rel, how):
+def check_under_root(rel: str, how: str) -> None:
     """Whatever ``..``, ``.``, empty and percent-encoded parts a path holds, it resolves under the
     JSONL's folder or the datastore, or is refused with the reason."""
+    TRIED["paths"] += 1
     base, store = "/data/jsonl", "/data/store"
     url = {"relative": rel, "azureml": f"azureml://datastores/blob/paths/{rel}",
            "azureml-unmapped": f"azureml://datastores/other/paths/{rel}",
@@ -294,6 +293,12 @@ def test_relative_paths_never_leave_their_root(tmp_path_factory, rel, how):
         return
     normal = os.path.normpath(path)
     assert normal == root or normal.startswith(root + "/"), (url, path)
+
+
+@budget(300)
+@given(rel=relative_paths, how=st.sampled_from(["relative", "azureml", "azureml-unmapped", "azureml-long"]))
+def test_relative_paths_never_leave_their_root(rel, how):
+    check_under_root(rel, how)
 
 
 def test_an_output_placed_as_a_symlink_is_replaced_not_written_through(tmp_path, capsys):
@@ -400,12 +405,31 @@ def test_the_api_key_is_required_never_logged_and_checked_before_the_body(model_
             assert answer.status_code in (400, 413) and "pixels" in answer.json()["error"], answer.text
             assert time.perf_counter() - start < 10
             assert client.post(server.url + "/score", content=body, headers=good).status_code == 200
+            assert API_KEY not in client.get(server.url + "/ui/config.json").text
+        for raw in ("/ui/static/../../modelio.py", "/ui/static/..%2f..%2fmodelio.py", "/ui/static/%2e%2e/%2e%2e/cli.py",
+                    "/ui/static/....//....//cli.py"):
+            status, text = _raw_get(server.port, raw)
+            assert status in (400, 404) and "import" not in text, (raw, status, text[:200])
         log = server.log()
         assert "POST /score 401" in log or "401" in log  # the requests were logged, the keys not
         for secret in [API_KEY] + [w for w in WRONG if len(w) > 3]:
             assert secret not in log, f"{secret!r} is in the server's log"
     finally:
         server.stop()
+
+
+def _raw_get(port: int, path: str) -> tuple[int, str]:
+    """GET ``path`` exactly as written (clients normalise ``..`` away before sending)."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.putrequest("GET", path, skip_accept_encoding=True)
+        connection.endheaders()
+        answer = connection.getresponse()
+        return answer.status, answer.read().decode("utf-8", "replace")
+    finally:
+        connection.close()
 
 
 def _png_header_only_into(buffer, width: int, height: int) -> None:
