@@ -152,7 +152,7 @@ def main() -> None:
             browser.close()
         parts = stages(data)
         print(f"load average after: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
-    print(f"\n| open | server answering s | page drawn s | total s | tiles built | on screen |")
+    print("\n| open | server answering s | page drawn s | total s | tiles built | on screen |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for name, r in runs:
         print(f"| {name} | {r['server']:.2f} | {r['page']:.2f} | **{r['total']:.2f}** | {r['tiles']} | {r['on_screen']} |")
