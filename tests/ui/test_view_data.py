@@ -178,3 +178,34 @@ def test_thumbnails_are_made_once(det_data, tmp_path):
     (stored,) = list((tmp_path / "thumbs").rglob("*.jpg"))
     stored.write_bytes(b"cached")  # a second request reads the file instead of decoding again
     assert cache.get(image) == b"cached" and first[:2] == b"\xff\xd8"
+
+
+def test_a_classifier_view_has_evaluates_confusion_matrix(cls_data, classifier, tmp_path):
+    from visionml.data.thumbnails import ThumbnailCache
+    from visionml.view import build_view, create_view_app
+
+    assert main(["evaluate", "--model", str(classifier), "--data", str(cls_data["train"]),
+                 "--output", str(tmp_path / "metrics.json")]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    view = build_view(cls_data["train"], model=classifier)
+    with ThreadServer(create_view_app(view, thumbnails=ThumbnailCache(tmp_path / "thumbs"))) as server:
+        doc = httpx.get(server.url + "/api/dataset", timeout=60).json()
+    confusion = doc["predictions"]["confusion"]
+    assert confusion["rows"] == confusion["columns"] == metrics["confusion_matrix"]["data"]["class_labels"]
+    assert confusion["counts"] == metrics["confusion_matrix"]["data"]["matrix"]
+    images = doc["images"]
+    for r, row in enumerate(confusion["images"]):
+        for k, ids in enumerate(row):
+            assert all(images[i]["label"] == confusion["rows"][r] and images[i]["prediction"]["label"] ==
+                       confusion["columns"][k] for i in ids)
+    right = [im["outcome"]["correct"] for im in images]
+    assert sum(right) / len(right) == pytest.approx(metrics["accuracy"])
+    assert doc["predictions"]["metrics"]["values"]["accuracy"] == pytest.approx(metrics["accuracy"])
+    # the likely label mistakes are the images the model gets wrong, its most confident first
+    suspects = doc["predictions"]["suspects"]
+    assert suspects, "an untrained classifier gets some of the 10 images wrong"
+    assert sorted(s["id"] for s in suspects) == [im["id"] for im in images if not im["outcome"]["correct"]]
+    assert [s["score"] for s in suspects] == sorted((s["score"] for s in suspects), reverse=True)
+    assert all(s["score"] == pytest.approx(images[s["id"]]["prediction"]["score"], abs=1e-4) for s in suspects)
+    assert all("model mistake" in images[s["id"]]["flags"] and "wrong class" in images[s["id"]]["flags"]
+               for s in suspects)
