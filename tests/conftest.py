@@ -26,6 +26,22 @@ def _torch_threads():
     torch.set_num_threads(before)
 
 
+# Under pytest-xdist with --dist loadgroup (`make test`): a file's tests run on one worker, so its
+# module fixtures are made once; a package listed here runs on one worker as a whole, because its
+# files share session fixtures that take long to make (export: four models exported to ONNX).
+ONE_WORKER_PACKAGES = {"export"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            path = item.nodeid.split("::")[0]
+            parts = path.split("/")
+            group = parts[1] if len(parts) > 2 and parts[1] in ONE_WORKER_PACKAGES else path
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session")
 def sample_data(tmp_path_factory):
     """``sample_data(task, n=10, seed=0, size=(160, 120))`` -> {"train", "val"} JSONL paths of
