@@ -312,7 +312,8 @@ def _filter(output: dict, settings, with_masks: bool) -> dict:
     boxes = torch.as_tensor(output["boxes"], dtype=torch.float32).reshape(-1, 4)
     scores = torch.as_tensor(output["scores"], dtype=torch.float32).reshape(-1)
     labels = torch.as_tensor(output["labels"], dtype=torch.int64).reshape(-1)
-    keep = torch.nonzero(scores >= settings["box_score_threshold"]).flatten()
+    # Label 0 is the background: RetinaNet's head scores it like a class; it is never an answer.
+    keep = torch.nonzero((scores >= settings["box_score_threshold"]) & (labels > 0)).flatten()
     keep = keep[batched_nms(boxes[keep], scores[keep], labels[keep], settings["nms_iou_threshold"])]
     keep = keep[: int(settings["box_detections_per_image"])]
     out = {"boxes": boxes[keep].numpy(), "scores": scores[keep].numpy(), "labels": (labels[keep] - 1).numpy()}
