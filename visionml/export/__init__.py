@@ -10,14 +10,15 @@ from ..errors import UsageError
 FORMATS = ("onnx", "mlflow")
 
 
-def export_model(model_dir, out_dir, fmt: str, overrides: dict | None = None) -> Path:
+def export_model(model_dir, out_dir, fmt: str, overrides: dict | None = None, **options) -> Path:
     """Write ``model_dir`` (a visionml model folder) to ``out_dir`` in format ``fmt``; returns ``out_dir``.
 
-    ``overrides``: inference settings (``--set`` values) to fix in the export."""
+    ``overrides``: inference settings (``--set`` values) to fix in the export. ``options`` (onnx
+    only): ``batch_size``, ``height``, ``width`` of a detector's input (``visionml.export.onnx``)."""
     if fmt == "onnx":
         from .onnx import export_onnx
 
-        return export_onnx(model_dir, out_dir, overrides)
+        return export_onnx(model_dir, out_dir, overrides, **options)
     if fmt == "mlflow":
         from .mlflow import export_mlflow
 

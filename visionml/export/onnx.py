@@ -1,21 +1,36 @@
-"""ONNX export: a model folder -> ``model.onnx`` + ``labels.json`` + ``visionml.json``.
+"""ONNX export as Azure AutoML writes it: a model folder -> ``model.onnx`` + ``labels.json`` +
+``visionml.json``, laid out so that the client code of Azure's doc "Make predictions with ONNX on
+computer vision models from AutoML" runs on it unchanged (docs/export.md has the client steps).
 
-The graph holds only what the network computes. Decoding, the classification resize/crop/
-normalisation, softmax/sigmoid, score and mask thresholds and polygons stay in the predictor's
-shared code (``visionml.predict``), so ``--backend onnx`` answers exactly as ``--backend torch``.
+* Classification: input ``input1`` float32 ``[batch, 3, crop, crop]`` (dynamic batch), output
+  ``output1`` ``[batch, classes]``: logits, without softmax or sigmoid, which the doc's client
+  applies itself. ``labels.json`` is the class list: ``classes[argmax]``.
+* Detection (Faster R-CNN, RetinaNet, SSDlite): input ``input`` float32 ``[N, 3, H, W]``, already
+  resized to ``H x W`` and normalised: torchvision's own resize and normalisation are left out of
+  the graph, as in Azure's. ``N`` (``--batch-size``, default 1) is a number, not a dynamic axis:
+  the graph has one group of outputs per image, ``boxes``, ``labels``, ``scores`` in the model's
+  order (RetinaNet and SSDlite: ``boxes``, ``scores``, ``labels``), named without a suffix at
+  batch 1 (Azure's ``model.onnx``) and ``boxes_0, labels_0, scores_0, boxes_1, ...`` above (Azure's
+  batch generator). Boxes are xyxy pixels of the ``H x W`` input. ``H x W`` (``--height``,
+  ``--width``) defaults to the size the model's ``min_size``/``max_size`` give a 4:3 landscape
+  image: 600x800 at Azure's defaults (SSDlite: its fixed 320x320).
+* Instance segmentation (Mask R-CNN): input ``input`` ``[N, "channel", "height", "width"]``, any
+  size (the client resizes; visionml's backend resizes as torchvision does); the outputs of
+  detection plus ``masks`` ``[n, 1, height, width]``, per box probabilities at the input's size.
+* Labels: label ``k`` is ``labels.json[k]``. Every visionml detector has a background class 0,
+  so for detectors ``labels.json`` begins with ``--bg--``, as Azure's does for R-CNN models;
+  RetinaNet's boxes of label 0 (its head scores the background like a class) are left out.
+* Input pixels: ``(RGB / 255 - mean) / std`` with ImageNet's mean and std, as the doc's client
+  normalises (a model trained with other statistics, e.g. a ViT, converts inside the graph);
+  with ``enable_onnx_normalization`` (``--set enable_onnx_normalization=true``, or the training
+  hyperparameter) the input is RGB in 0-255 and the graph normalises.
 
-* Classification: input ``input`` float32 ``[batch, 3, crop, crop]`` (normalised; dynamic batch),
-  output ``logits`` ``[batch, C]``.
-* Detection / segmentation: torchvision's detector traced whole (resize, backbone, RPN, heads,
-  NMS, boxes scaled back), batch 1 and any image size: input ``image`` float32 ``[3, H, W]`` in
-  [0, 1]; outputs ``boxes`` ``[N, 4]`` xyxy pixels, ``labels`` ``[N]`` (1-based: label k is
-  ``labels.json[k - 1]``), ``scores`` ``[N]`` and for segmentation ``masks`` ``[N, 1, H, W]``.
-  The graph keeps every score above 0; the deployment's ``box_score_threshold`` is applied after
-  it, which gives the same boxes as thresholding inside (greedy NMS and the top-k cap never let a
-  lower-scoring box change which higher-scoring boxes survive). NMS IoU, the detection cap and
-  the resize sizes are fixed in the graph and recorded in the manifest's ``onnx.fixed``.
-  Traced with every score threshold open, so that the graph runs on images with objects and
-  without (see "tracing with every box kept" below).
+Score and mask thresholds stay out of the graph: it keeps every box scoring above 0 and the
+deployment's ``box_score_threshold`` (the doc's client's ``score_threshold``) is applied after it,
+which gives the same boxes as thresholding inside (greedy NMS and the top-k cap never let a
+lower-scoring box change which higher-scoring boxes survive). NMS IoU, the detection cap and the
+input size are fixed in the graph and recorded in the manifest's ``onnx`` block, which
+``visionml.predict.onnx_backend`` reads to prepare images and map the outputs back.
 
 Everything is written into a temporary folder beside OUT, checked with ``onnx.checker`` and run
 with onnxruntime against PyTorch (a classifier once; a detector on check images with every box
@@ -31,59 +46,211 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import VisionMLError
+from ..data.dataconfig import IMAGENET_MEAN, IMAGENET_STD
+from ..errors import UsageError, VisionMLError
 from ..modelio import MANIFEST
 
 OPSET = 17
 ONNX_FILE = "model.onnx"
 LABELS_FILE = "labels.json"
+BACKGROUND_LABEL = "--bg--"  # Azure's name for class 0 of R-CNN models in labels.json
 # Scores the exported detector keeps: everything above 0, so any deployment threshold works.
 GRAPH_SCORE_THRESHOLD = 0.0
+# What the input is normalised with: Azure's doc's client uses ImageNet's statistics for every model.
+CLIENT_MEAN, CLIENT_STD = IMAGENET_MEAN, IMAGENET_STD
+# --set keys that shape the export itself rather than the model's inference settings.
+EXPORT_KEYS = ("enable_onnx_normalization",)
+MAX_BATCH = 256
+MAX_SIDE = 4096
 
 
-def export_onnx(model_dir, out_dir, overrides: dict | None = None) -> Path:
+@dataclass(frozen=True)
+class ExportOptions:
+    """``visionml export``'s ONNX arguments (Azure's batch generator's): images per run for
+    detectors, the input height and width (None: the model's default), 0-255 input."""
+
+    batch_size: int | None = None
+    height: int | None = None
+    width: int | None = None
+    normalize_in_graph: bool = False
+
+
+def export_onnx(model_dir, out_dir, overrides: dict | None = None, *, batch_size: int | None = None,
+                height: int | None = None, width: int | None = None) -> Path:
     """Export the model folder ``model_dir`` to ``out_dir`` (created, or files replaced in it).
 
     ``overrides`` are inference settings to fix in the graph (as ``--set`` on predict), e.g.
-    ``{"nms_iou_threshold": "0.6"}`` or ``{"validation_crop_size": "256"}``."""
-    from ..modelio import load_model_folder
-    from ..predict.settings import resolve_settings
+    ``{"nms_iou_threshold": "0.6"}`` or ``{"validation_crop_size": "256"}``, and
+    ``enable_onnx_normalization``. ``batch_size``, ``height``, ``width``: a detector's input
+    ``[batch_size, 3, height, width]`` (Azure's ``batch_size``, ``height_onnx``, ``width_onnx``)."""
+    from ..data.dataconfig import resolve_data_config
     from ..fileio import publish_folder, staging_folder, write_json
-
+    from ..modelio import load_model_folder
     from ..models.registry import get_spec
+    from ..predict.settings import resolve_settings
+    from ..tasks import get_task
 
     model, manifest = load_model_folder(model_dir)
+    task = get_task(manifest["task"])
+    overrides = dict(overrides or {})
+    in_graph = _export_flag(overrides, task)
     settings = resolve_settings(manifest, overrides)
+    if in_graph is None:
+        in_graph = bool(settings["enable_onnx_normalization"])
+    options = ExportOptions(_positive("--batch-size", batch_size, MAX_BATCH), _positive("--height", height, MAX_SIDE),
+                            _positive("--width", width, MAX_SIDE), in_graph)
     family = get_spec(settings["model_name"]).family
     if family.kind not in _EXPORTERS:
         raise VisionMLError(f"ONNX export of {family.name} models is not supported; use --backend torch")
     export, check = _EXPORTERS[family.kind]
+    data_config = resolve_data_config(settings["model_name"], settings, manifest.get("preprocessing"))
     out_dir = Path(out_dir)
     with staging_folder(out_dir) as tmp:
-        info, example = export(model, settings, family, tmp / ONNX_FILE)
+        info, example = export(model, settings, family, data_config, options, tmp / ONNX_FILE)
         verify(tmp / ONNX_FILE, model, example, check)
-        write_json(tmp / LABELS_FILE, manifest["labels"])
+        write_json(tmp / LABELS_FILE, azure_labels(manifest["labels"], family.kind))
         write_json(tmp / MANIFEST, exported_manifest(manifest, settings, info, tmp / ONNX_FILE))
         publish_folder(tmp, out_dir, last=(MANIFEST,))
     return out_dir
 
 
-def _export_classifier(model, settings, family, path: Path):
+def _export_flag(overrides: dict, task) -> bool | None:
+    """Take ``enable_onnx_normalization`` out of ``overrides`` (it is not an inference setting the
+    predictor knows); its parsed value, or None when not given."""
+    from ..config import get_param
+
+    raw = overrides.pop("enable_onnx_normalization", None)
+    return None if raw is None else bool(get_param("enable_onnx_normalization", task).parse(raw, task))
+
+
+def _positive(flag: str, value, high: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+        raise UsageError(f"{flag} {value!r}: expected a whole number from 1 to {high}")
+    return value
+
+
+def azure_labels(labels: list[str], kind: str) -> list[str]:
+    """``labels.json`` as Azure writes it: the class list, with ``--bg--`` first for detectors
+    (whose label 0 is the background), so that ``labels.json[label_id]`` names a graph's label."""
+    return list(labels) if kind == "classifier" else [BACKGROUND_LABEL, *labels]
+
+
+# -- the graph around the network -------------------------------------------------------------
+
+def _affine(network_mean, network_std, in_graph: bool):
+    """``(scale, shift)`` per channel taking the graph's input to what the network expects
+    (``(pixels / 255 - mean) / std`` with the network's statistics), or None where they coincide.
+    The input is RGB in 0-255 (``in_graph``) or normalised with ``CLIENT_MEAN``/``CLIENT_STD``."""
+    mean, std = np.asarray(network_mean, np.float64), np.asarray(network_std, np.float64)
+    if in_graph:
+        return 1 / (255 * std), -mean / std
+    if np.allclose(mean, CLIENT_MEAN, rtol=0, atol=1e-7) and np.allclose(std, CLIENT_STD, rtol=0, atol=1e-7):
+        return None
+    client_mean, client_std = np.asarray(CLIENT_MEAN), np.asarray(CLIENT_STD)
+    return client_std / std, (client_mean - mean) / std
+
+
+def graph_input(pixels, in_graph: bool):
+    """Pixels in [0, 1] (a tensor ``[..., 3, H, W]``) as the graph takes them."""
     import torch
 
+    if in_graph:
+        return pixels * 255
+    mean = torch.tensor(CLIENT_MEAN, dtype=pixels.dtype).view(3, 1, 1)
+    std = torch.tensor(CLIENT_STD, dtype=pixels.dtype).view(3, 1, 1)
+    return (pixels - mean) / std
+
+
+def _graph_module(model, affine, fields):
+    """The module that is traced: the affine input conversion, the network, and for detectors
+    (``fields``: the keys of one image's result, in the model's order) its results as one flat
+    tuple, image by image. A RetinaNet's boxes of label 0 (the background, which its head scores
+    like any class, unlike the R-CNN and SSD heads) are left out, so no client names one."""
+    import torch
+    from torchvision.models.detection import RetinaNet
+
+    background_scored = isinstance(model, RetinaNet)
+
+    class Graph(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+            self.convert = affine is not None
+            if self.convert:
+                self.register_buffer("scale", torch.tensor(affine[0], dtype=torch.float32).view(1, 3, 1, 1))
+                self.register_buffer("shift", torch.tensor(affine[1], dtype=torch.float32).view(1, 3, 1, 1))
+
+        def forward(self, x):
+            if self.convert:
+                x = x * self.scale + self.shift
+            if fields is None:
+                return self.model(x)
+            results = self.model(list(x.unbind(0)))
+            if background_scored:
+                results = [{k: v[r["labels"] != 0] for k, v in r.items()} for r in results]
+            return tuple(result[k] for result in results for k in fields)
+
+    return Graph().eval()
+
+
+@contextlib.contextmanager
+def _prepared_inputs(model):
+    """The detector with torchvision's resize and normalisation skipped: Azure's graph takes
+    images already resized and normalised (the padding to a multiple of 32 stays)."""
+    transform = model.transform
+    transform.resize = lambda image, target=None: (image, target)
+    transform.normalize = lambda image: image
+    try:
+        yield
+    finally:
+        del transform.resize, transform.normalize  # the class's methods again
+
+
+def _export_classifier(model, settings, family, data_config, options: ExportOptions, path: Path):
+    import torch
+
+    if options.height or options.width:
+        raise UsageError("--height/--width are for detectors: a classifier's input is its validation crop; "
+                         "export with --set validation_crop_size=N (and validation_resize_size) instead")
     crop = int(settings["validation_crop_size"])
-    example = torch.rand(2, 3, crop, crop, generator=torch.Generator().manual_seed(0))
-    example = (example - 0.45) / 0.225  # roughly the normalised range the network sees
-    _trace(model, (example,), path, ["input"], ["logits"],
-           {"input": {0: "batch"}, "logits": {0: "batch"}})
-    info = {"input": {"name": "input", "shape": ["batch", 3, crop, crop], "dtype": "float32",
-                      "meaning": "RGB, resized and centre-cropped, normalised with preprocessing.mean/std"},
-            "outputs": {"logits": ["batch", "classes"]},
+    affine = _affine(data_config.mean, data_config.std, options.normalize_in_graph)
+    graph = _graph_module(model, affine, None)
+    pixels = torch.rand(2, 3, crop, crop, generator=torch.Generator().manual_seed(0))
+    example = graph_input(pixels, options.normalize_in_graph)
+    _trace(graph, (example,), path, ["input1"], ["output1"], {"input1": {0: "batch"}, "output1": {0: "batch"}})
+    info = {"input": _input_info("input1", ["batch", 3, crop, crop], options,
+                                 {"mode": "resize_crop", "resize_size": int(settings["validation_resize_size"]),
+                                  "crop_size": crop}),
+            "network": {"mean": list(data_config.mean), "std": list(data_config.std)},
+            "batch": None,
+            "outputs": ["output1"],
+            "output1": "logits [batch, classes], without softmax/sigmoid; labels.json[k] names class k",
             "fixed": {"validation_crop_size": crop}}
-    return info, example
+    return info, (graph, example)
 
 
-def _export_detector(model, settings, family, path: Path):
+def _input_info(name, shape, options: ExportOptions, resize: dict) -> dict:
+    pixels = "0-255" if options.normalize_in_graph else "normalised"
+    meaning = ("RGB in 0-255; the graph normalises" if options.normalize_in_graph else
+               "RGB / 255, normalised with mean/std (ImageNet's, as Azure's client does)")
+    return {"name": name, "shape": shape, "dtype": "float32", "pixels": pixels, "mean": list(CLIENT_MEAN),
+            "std": list(CLIENT_STD), "resize": resize, "meaning": meaning}
+
+
+def default_size(settings, transform) -> tuple[int, int]:
+    """``(height, width)`` of a fixed-size detector graph when ``--height/--width`` are not given:
+    what the model's own resize makes of a 4:3 landscape image (Azure's 600x800 at its default
+    min_size 600, max_size 1333), or the model's fixed size (SSDlite)."""
+    fixed = getattr(transform, "fixed_size", None)
+    if fixed is not None:
+        return int(fixed[1]), int(fixed[0])  # torchvision's fixed_size is (width, height)
+    scale = min(float(settings["min_size"]) / 3, float(settings["max_size"]) / 4)
+    return int(3 * scale), int(4 * scale)
+
+
+def _export_detector(model, settings, family, data_config, options: ExportOptions, path: Path):
     import torch
 
     family.apply_settings(model, {**settings, "box_score_threshold": GRAPH_SCORE_THRESHOLD})
@@ -91,33 +258,85 @@ def _export_detector(model, settings, family, path: Path):
              "nms_iou_threshold": float(settings["nms_iou_threshold"]),
              "box_detections_per_image": int(settings["box_detections_per_image"])}
     transform = model.transform
-    if getattr(transform, "fixed_size", None) is None:  # SSD resizes to its fixed 320x320 anyway
-        fixed.update(min_size=int(transform.min_size[-1]), max_size=int(transform.max_size))
-    height = min(fixed.get("min_size", 320), 512)
-    example = check_image(height, height * 4 // 3, seed=0)
+    any_size = family.kind == "segmenter"  # Mask R-CNN: Azure's input is open in every axis
+    height, width = default_size(settings, transform)
+    height, width = options.height or height, options.width or width
+    count = options.batch_size or 1
+    if any_size:
+        resize = {"mode": "min_max", "trace_height": height, "trace_width": width}
+        shape = [count, "channel", "height", "width"]
+    else:
+        resize = {"mode": "fixed", "height": height, "width": width}
+        shape = [count, 3, height, width]
+        if family.sizes_settable:  # the graph's size came from them: another value needs another export
+            fixed.update(min_size=int(settings["min_size"]), max_size=int(settings["max_size"]))
+    affine = _affine(transform.image_mean, transform.image_std, options.normalize_in_graph)
+
+    def batch_of(images):
+        return graph_input(torch.stack(images), options.normalize_in_graph)
+
+    traced = [check_image(height, width, seed) for seed in range(count)]
     filters = score_filters(model)
-    with forced(filters, [torch.tensor(v) for v in TRACE_VALUES]), _decode_any_count(model):
-        with torch.no_grad():
-            # The graph's outputs come in the order of the model's result dict, which differs by
-            # family (R-CNN: boxes, labels, scores; RetinaNet/SSD: boxes, scores, labels).
-            outputs = list(model([example])[0])
-        axes = {"image": {1: "height", 2: "width"}, "boxes": {0: "detections"}, "labels": {0: "detections"},
-                "scores": {0: "detections"}, "masks": {0: "detections", 2: "height", 3: "width"}}
-        _trace(model, ([example],), path, ["image"], outputs,
-               {k: v for k, v in axes.items() if k in ["image", *outputs]})
+    with _prepared_inputs(model):
+        with forced(filters, [torch.tensor(v) for v in TRACE_VALUES]), _decode_any_count(model), torch.no_grad():
+            # The model's result keys, in its order (R-CNN: boxes, labels, scores[, masks];
+            # RetinaNet/SSD: boxes, scores, labels): Azure's order of the outputs.
+            seen = []
+            head = getattr(getattr(model, "roi_heads", None), "mask_predictor", None)
+            hook = head.register_forward_hook(lambda _m, _i, out: seen.append(out.shape[-1])) if head else None
+            fields = list(model([_network_input(traced[0], transform)])[0])
+            if hook is not None:
+                hook.remove()
+            graph = _graph_module(model, affine, fields)
+            names, axes = _output_names(fields, count, any_size)
+            _trace(graph, (batch_of(traced),), path, ["input"], names,
+                   {"input": {1: "channel", 2: "height", 3: "width"}, **axes} if any_size else axes)
     nodes = _untrace_thresholds(path, filters)
-    shapes = {"boxes": ["detections", 4], "labels": ["detections"], "scores": ["detections"],
-              "masks": ["detections", 1, "height", "width"]}
-    info = {"input": {"name": "image", "shape": [3, "height", "width"], "dtype": "float32",
-                      "meaning": "RGB in [0, 1], any size; one image per run"},
-            "outputs": {k: shapes[k] for k in outputs},
-            "labels": "1-based: label k is labels.json[k - 1] (0 is the background)",
+    info = {"input": _input_info("input", shape, options, resize),
+            "network": {"mean": [float(v) for v in transform.image_mean],
+                        "std": [float(v) for v in transform.image_std]},
+            "batch": count,
+            "outputs": names,
+            "per_image": fields,
+            "labels": f"labels.json[k] names label k; labels.json[0] is {BACKGROUND_LABEL} (the background)",
+            "boxes": "xyxy pixels of the input image",
             "fixed": fixed}
-    # Another size and aspect. Not a flat image: where every anchor scores the same, the two
-    # runtimes break the ties differently and keep other boxes.
-    portrait = check_image(height * 3 // 2, height, seed=1)
-    return info, DetectorCheck(images=[example, portrait], filters=filters, nodes=nodes,
+    if any_size:
+        info["masks"] = "[n, 1, height, width]: per box, pixel probabilities at the input's size"
+    if seen:  # the side of the mask head's output, which torchvision pastes into each box
+        info["mask_resolution"] = int(seen[0])
+    # Check batches: the traced one, then (another size where the graph allows) more images; not
+    # flat images: where every anchor scores the same, the two runtimes break the ties differently.
+    batches = [batch_of(traced)]
+    if any_size:
+        batches.append(batch_of([check_image(height * 3 // 2, height, seed=count + i) for i in range(count)]))
+    elif count == 1:
+        batches.append(batch_of([check_image(height, width, seed=1)]))
+    return info, DetectorCheck(graph=graph, fields=fields, batches=batches, filters=filters, nodes=nodes,
                                cap=fixed["box_detections_per_image"])
+
+
+def _network_input(pixels, transform):
+    """Pixels in [0, 1] normalised as the network expects (its transform's statistics)."""
+    import torch
+
+    mean = torch.tensor(transform.image_mean, dtype=pixels.dtype).view(3, 1, 1)
+    std = torch.tensor(transform.image_std, dtype=pixels.dtype).view(3, 1, 1)
+    return (pixels - mean) / std
+
+
+def _output_names(fields: list[str], count: int, any_size: bool):
+    """Azure's output names (``boxes``... at batch 1, ``boxes_0``... above) and their dynamic axes."""
+    names, axes = [], {}
+    for i in range(count):
+        suffix = f"_{i}" if count > 1 else ""
+        for field in fields:
+            name = f"{field}{suffix}"
+            names.append(name)
+            axes[name] = {0: f"detections{suffix}"}
+            if field == "masks" and any_size:
+                axes[name].update({2: "height", 3: "width"})
+    return names, axes
 
 
 # -- tracing with every box kept --------------------------------------------------------------
@@ -143,11 +362,14 @@ class ScoreFilter:
 
 @dataclass
 class DetectorCheck:
-    """What ``verify`` runs a detector's graph on: check images (the first is the traced one),
-    the score filters, per filter the names of the graph constants that hold its threshold, and
-    the detection cap."""
+    """What ``verify`` runs a detector's graph on: the traced module (``graph``, with the result
+    keys ``fields`` per image), check batches in the graph's input form (the first is the traced
+    one), the score filters, per filter the names of the graph constants that hold its threshold,
+    and the detection cap."""
 
-    images: list
+    graph: object
+    fields: list
+    batches: list
     filters: list
     nodes: list
     cap: int
@@ -243,7 +465,7 @@ def _set_scalar(tensor, value: float) -> None:
 def _untrace_thresholds(path: Path, filters: list[ScoreFilter]) -> list[list[str]]:
     """Set each traced marker in ``path`` back to its filter's real threshold; per filter, the
     names of the constants that hold it (several where the trace unrolled a loop: RetinaNet's
-    pyramid levels, SSD's classes)."""
+    pyramid levels, SSD's classes, a batch's images)."""
     import onnx
 
     proto = onnx.load(str(path))
@@ -298,9 +520,8 @@ def check_image(height: int, width: int, seed: int):
 
 
 def _trace(model, args, path: Path, inputs, outputs, axes) -> None:
-    """TorchScript-based export: the path torchvision's detectors are tested with (dynamic image
-    size, NMS and RoIAlign as ONNX ops); the dynamo exporter does not yet handle their
-    data-dependent shapes."""
+    """TorchScript-based export: the path torchvision's detectors are tested with (NMS and
+    RoIAlign as ONNX ops); the dynamo exporter does not yet handle their data-dependent shapes."""
     import torch
 
     model.eval()
@@ -330,10 +551,10 @@ def _plain_attention(model) -> None:
 
 def verify(path: Path, model, example, check) -> None:
     """``onnx.checker`` on the file, then ``check`` (the family's comparison of onnxruntime with
-    PyTorch), so a broken export fails here rather than at a user's first request. Classifiers: one
-    run on ``example``. Detectors (``example`` a ``DetectorCheck``): boxes, labels, scores and masks
-    compared with every box kept (the check images), with each score threshold in turn keeping
-    nothing (the first image), and as exported (the check images)."""
+    PyTorch), so a broken export fails here rather than at a user's first request. Classifiers
+    (``example`` the traced module and its input): one run. Detectors (``example`` a
+    ``DetectorCheck``): boxes, labels, scores and masks compared with every box kept (the check
+    batches), with each score threshold in turn keeping nothing (the first), and as exported."""
     import onnx
 
     try:
@@ -349,11 +570,12 @@ def _verify_classifier(path: Path, model, example) -> None:
 
     from ..predict.onnx_backend import open_session
 
+    graph, inputs = example
     session = open_session(path, "cpu")
     with torch.no_grad():
         # Traced at batch 2, checked at batch 1: proves the batch axis is really dynamic.
-        expected = model(example[:1]).numpy()
-    got = session.run(None, {"input": example[:1].numpy()})[0]
+        expected = graph(inputs[:1]).numpy()
+    got = session.run(None, {"input1": inputs[:1].numpy()})[0]
     _compare(path, "logits", expected, got, tolerance=1e-3)
 
 
@@ -363,30 +585,37 @@ def _verify_detector(path: Path, model, check: DetectorCheck) -> None:
     from ..predict.onnx_backend import open_session
 
     count = len(check.filters)
-    runs = [("with every box kept", [KEEP_ALL] * count, check.images)]
+    runs = [("with every box kept", [KEEP_ALL] * count, check.batches)]
     for i, f in enumerate(check.filters):  # each stage left with nothing, after one that kept everything
         runs.append((f"with no box past {type(f.holder).__name__}'s score threshold",
-                     [KEEP_ALL] * i + [KEEP_NONE] * (count - i), check.images[:1]))
-    runs.append(("", [f.value for f in check.filters], check.images))
-    for what, values, images in runs:
-        graph = graph_with_thresholds(path, check.nodes, values) if what else path
-        session = open_session(graph, "cpu")
-        names = [o.name for o in session.get_outputs()]
-        with forced(check.filters, values), torch.no_grad():
-            for index, image in enumerate(images):
-                where = f"check image {index + 1} ({image.shape[2]}x{image.shape[1]}) {what}".rstrip()
-                expected = None if KEEP_NONE in values else {k: v.numpy() for k, v in model([image])[0].items()}
+                     [KEEP_ALL] * i + [KEEP_NONE] * (count - i), check.batches[:1]))
+    runs.append(("", [f.value for f in check.filters], check.batches))
+    width = len(check.fields)
+    with _prepared_inputs(model):
+        for what, values, batches in runs:
+            graph = graph_with_thresholds(path, check.nodes, values) if what else path
+            session = open_session(graph, "cpu")
+            for number, batch in enumerate(batches, 1):
+                where = (f"check batch {number} ({batch.shape[0]} x {batch.shape[3]}x{batch.shape[2]}) "
+                         f"{what}").rstrip() if batch.shape[0] > 1 else \
+                        f"check image {number} ({batch.shape[3]}x{batch.shape[2]}) {what}".rstrip()
                 try:
-                    got = dict(zip(names, session.run(None, {"image": image.numpy()})))
+                    flat = session.run(None, {"input": batch.numpy()})
                 except Exception as exc:  # onnxruntime's errors have no common base class
                     raise VisionMLError(f"{path.name}: onnxruntime fails on {where} ({type(exc).__name__}: "
                                         f"{_first_line(exc)}); please report it with the model_name") from None
-                if expected is None:  # nothing passes a threshold of 2: PyTorch need not say so
-                    expected = {k: v[:0] for k, v in got.items()}
-                problem = detection_differences(expected, got, max(image.shape[1:]), check.cap)
-                if problem:
-                    raise VisionMLError(f"{path.name}: onnxruntime's detections differ from PyTorch's on {where}: "
-                                        f"{problem}; please report it with the model_name")
+                with forced(check.filters, values), torch.no_grad():
+                    expected_flat = None if KEEP_NONE in values else [t.numpy() for t in check.graph(batch)]
+                for i in range(batch.shape[0]):
+                    got = dict(zip(check.fields, flat[i * width:(i + 1) * width]))
+                    # nothing passes a threshold of 2: PyTorch need not say so
+                    expected = ({k: v[:0] for k, v in got.items()} if expected_flat is None else
+                                dict(zip(check.fields, expected_flat[i * width:(i + 1) * width])))
+                    problem = detection_differences(expected, got, max(batch.shape[2:]), check.cap)
+                    if problem:
+                        image = f" (image {i + 1})" if batch.shape[0] > 1 else ""
+                        raise VisionMLError(f"{path.name}: onnxruntime's detections differ from PyTorch's on "
+                                            f"{where}{image}: {problem}; please report it with the model_name")
 
 
 def _first_line(exc: Exception) -> str:
@@ -452,17 +681,16 @@ def _compare(path: Path, name: str, expected, got, tolerance: float) -> None:
 
 def exported_manifest(manifest: dict, settings: dict, info: dict, onnx_path: Path) -> dict:
     """The source manifest with the settings the export used, an ``onnx`` block describing the
-    graph (inputs, outputs, what is fixed, the versions that wrote it) and the SHA-256 of the
-    graph at ``onnx_path`` (checked when the onnx backend loads it)."""
+    graph (input and its preprocessing, outputs, what is fixed, the versions that wrote it) and
+    the SHA-256 of the graph at ``onnx_path`` (checked when the onnx backend loads it)."""
     import onnx
     import onnxruntime
     import torch
 
+    from ..data.dataconfig import resolve_data_config
     from ..modelio import file_sha256
 
     out = {k: v for k, v in manifest.items() if k != "onnx"}
-    from ..data.dataconfig import resolve_data_config
-
     # The sizes and settings the graph was exported with (those of the deployment's --set values).
     pre = {**(manifest.get("preprocessing") or {}),
            **resolve_data_config(settings["model_name"], settings, manifest.get("preprocessing")).to_manifest()}
@@ -470,7 +698,8 @@ def exported_manifest(manifest: dict, settings: dict, info: dict, onnx_path: Pat
     inference.update({k: settings[k] for k in inference if settings.get(k) is not None})
     out["inference"] = inference
     out["preprocessing"] = pre
-    out["onnx"] = {"file": ONNX_FILE, "opset": OPSET, **info,
+    out["onnx"] = {"file": ONNX_FILE, "opset": OPSET, "layout": "azure", "labels_file": LABELS_FILE,
+                   "enable_onnx_normalization": info["input"]["pixels"] == "0-255", **info,
                    "exported_with": {"torch": torch.__version__, "onnx": onnx.__version__,
                                      "onnxruntime": onnxruntime.__version__}}
     out["sha256"] = {ONNX_FILE: file_sha256(onnx_path)}  # not the source's weights, which are not here
