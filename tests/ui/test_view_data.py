@@ -209,3 +209,40 @@ def test_a_classifier_view_has_evaluates_confusion_matrix(cls_data, classifier, 
     assert all(s["score"] == pytest.approx(images[s["id"]]["prediction"]["score"], abs=1e-4) for s in suspects)
     assert all("model mistake" in images[s["id"]]["flags"] and "wrong class" in images[s["id"]]["flags"]
                for s in suspects)
+
+
+def test_segmentation_predictions_on_the_labelled_polygons_are_all_found(tmp_path):
+    """A predictions file whose masks are the labelled polygons (one shifted off its object):
+    every other object is a true positive by mask IoU, and the page draws each prediction's polygon."""
+    from visionml.data.sample import make_sample_data
+    from visionml.view import build_view, page_json
+
+    data = make_sample_data("image_instance_segmentation", tmp_path / "seg", n=6, seed=0, size=(160, 120))
+    lines = [json.loads(line) for line in data["train"].read_text().splitlines()]
+    answers = []
+    for n, line in enumerate(lines):
+        boxes = []
+        for k, obj in enumerate(line["label"]):
+            polygon = [list(ring) for ring in obj["polygon"]]
+            if n == 0 and k == 0:  # moved to the far corner: a false positive and a missed object
+                polygon = [[0.0, 0.0, 0.03, 0.0, 0.03, 0.03, 0.0, 0.03]]
+            xs, ys = polygon[0][0::2], polygon[0][1::2]
+            boxes.append({"box": {"topX": min(xs), "topY": min(ys), "bottomX": max(xs), "bottomY": max(ys)},
+                          "label": obj["label"], "score": 0.9, "polygon": polygon})
+        answers.append({"filename": str(data["train"].parent / line["image_url"]), "boxes": boxes})
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text("".join(json.dumps(a) + "\n" for a in answers))
+    doc = json.loads(page_json(build_view(data["train"], predictions=preds)))
+    n = [len(line["label"]) for line in lines]
+    assert [im["outcome"] for im in doc["images"]] == [
+        {"tp": n[0] - 1, "fp": 1, "missed": 1}, *({"tp": k, "fp": 0, "missed": 0} for k in n[1:])]
+    first = doc["images"][0]
+    assert [p["outcome"] for p in first["predictions"]] == ["fp", *["tp"] * (n[0] - 1)]
+    assert first["found"] == [False, *[True] * (n[0] - 1)]
+    for image, line in zip(doc["images"], lines):
+        assert all(p["polygon"] and len(p["polygon"][0]) >= 6 for p in image["predictions"])
+        # the drawn polygon is the mask traced back: within a few pixels of the labelled one
+        for p, obj in list(zip(image["predictions"], line["label"]))[1 if image["id"] == 0 else 0:]:
+            xs = p["polygon"][0][0::2]
+            assert abs(min(xs) - min(obj["polygon"][0][0::2])) * 160 <= 3
+    assert doc["predictions"]["suspects"][0]["id"] == 0
