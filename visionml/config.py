@@ -271,7 +271,7 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
                "more forward pass per validation batch"),
     Param("enable_onnx_normalization", "bool", False,
           help="Azure: the ONNX graph takes 0-255 pixels and normalises inside. Saved with the model; visionml "
-               "export does not read it yet"),
+               "export --format onnx follows it (or --set enable_onnx_normalization=...)"),
     Param("distributed", "bool", True,
           help="Azure: train on every GPU of the node. visionml trains distributed when started under "
                "torchrun; false refuses a torchrun launch of more than one process"),
@@ -538,9 +538,6 @@ def resolve_hyperparameters(task, overrides: Mapping | None = None, preset: str 
     if by_preset:
         notes.append(_preset_note(preset, by_preset, given, resolved))
     notes += _apply_model_rules(task, resolved, set(given))
-    if given.get("enable_onnx_normalization") is not None and resolved["enable_onnx_normalization"]:
-        notes.append("note: enable_onnx_normalization=true is saved with the model, but visionml export does not "
-                     "read it yet: its ONNX graphs keep their own input convention (docs/export.md)")
     _check_consistency(task, resolved)
     return Hyperparameters(task, resolved, notes)
 
