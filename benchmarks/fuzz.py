@@ -94,6 +94,13 @@ def _targets(workdir: Path) -> dict[str, list[tuple[str, dict, object, str]]]:
     }
 
 
+def _returning_none(check):
+    def quiet(**drawn) -> None:  # hypothesis wants a test to return None
+        check(**drawn)
+
+    return quiet
+
+
 def run_group(name: str, targets, seconds: float) -> list[dict]:
     """Run the group's properties in turns until ``seconds`` have passed; one row per property."""
     import warnings
@@ -109,9 +116,10 @@ def run_group(name: str, targets, seconds: float) -> list[dict]:
     while live and time.monotonic() < deadline:
         for target in list(live):
             label, strategies, check, key = target
+            quiet = _returning_none(check)
             wrapped = settings(max_examples=CHUNK, deadline=timedelta(seconds=DEADLINE_S), database=None,
                                derandomize=False, print_blob=True,
-                               suppress_health_check=list(HealthCheck))(given(**strategies)(check))
+                               suppress_health_check=list(HealthCheck))(given(**strategies)(quiet))
             before, start = TRIED[key], time.monotonic()
             try:
                 wrapped()
@@ -189,7 +197,10 @@ def _markdown(rows: list[dict], seconds: float) -> str:
         rate = r["inputs"] / r["seconds"] if r["seconds"] else 0
         failure = r.get("skipped") or ("**1** (below)" if r["failure"] else "0")
         lines.append(f"| {r['group']} | {r['property']} | {r['inputs']:,} | {r['seconds']:.0f} | {rate:.1f} | {failure} |")
-    lines += ["", f"Total: {total:,} inputs, {sum(1 for r in rows if r['failure'])} failing properties.", ""]
+    from tests.reliability.fuzzing import WORST
+
+    lines += ["", f"Total: {total:,} inputs, {sum(1 for r in rows if r['failure'])} failing properties."]
+    lines += [f"Largest {name}: {value:,.0f}." for name, value in sorted(WORST.items())] + [""]
     for r in rows:
         if r["failure"]:
             lines += [f"## {r['group']}: {r['property']}", "", "```", r["failure"].strip(), "```", ""]

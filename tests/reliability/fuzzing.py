@@ -24,6 +24,9 @@ from hypothesis import strategies as st
 TRIED: Counter = Counter()
 """Inputs tried per property, in this process."""
 
+WORST: dict = {}
+"""The largest figure each property measured (e.g. reader memory per input byte), for the reports."""
+
 TIME_BOUND_S = 5.0
 """The most one small input (a few KB) may take through validate on a loaded 2-core machine; a
 hang or a quadratic blow-up shows as far more."""

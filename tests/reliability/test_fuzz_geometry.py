@@ -419,5 +419,7 @@ def test_any_yolo_label_file_is_converted_or_refused_with_its_problems(workspace
 
 @budget(30)
 @given(xml=voc_documents(), skip_invalid=st.booleans())
+@example(xml=b"<annotation><filename>img.png</filename><size><width>0</width><height>inf</height></size></annotation>",
+         skip_invalid=False)
 def test_any_voc_file_is_converted_or_refused_with_its_problems(workspace, xml, skip_invalid):
     check_voc_file(workspace, xml, skip_invalid)

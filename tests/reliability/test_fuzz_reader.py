@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from visionml.data.reader import load_dataset, read_dataset
 from visionml.errors import DataError, UsageError
 
-from .fuzzing import (TIME_BOUND_S, TRIED, budget, in_workspace, jsonl_files, line_count, make_workspace,
+from .fuzzing import (TIME_BOUND_S, TRIED, WORST, budget, in_workspace, jsonl_files, line_count, make_workspace,
                       mltable_files, run_cli)
 
 TASKS = st.sampled_from([None, None, "image_classification", "multilabel", "object-detection",
@@ -126,6 +126,8 @@ def check_memory(workspace: Path, data: bytes, copies: int) -> tuple[int, int]:
     finally:
         tracemalloc.stop()
     TRIED["memory"] += 1
+    if len(data) >= 10_000:  # below that the fixed costs dominate the ratio
+        WORST["memory bytes per input byte"] = max(WORST.get("memory bytes per input byte", 0), peak / len(data))
     assert peak <= MEMORY_PER_BYTE * len(data) + MEMORY_FLOOR, f"{peak:,} bytes for {len(data):,} input bytes"
     return len(data), peak
 

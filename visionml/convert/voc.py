@@ -110,7 +110,7 @@ def _object(node, index, info, difficult_mode, problems, counts, xml_path):
 def _int(text) -> int:
     try:
         return int(float(text))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # "inf" is a float but no int
         return 0
 
 
