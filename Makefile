@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.visionml-setup-stamp
 DEMO_DIR ?= demo
 
-.PHONY: setup demo test clean-demo
+.PHONY: setup demo test fuzz clean-demo
 
 setup: $(STAMP)
 
@@ -18,6 +18,11 @@ $(STAMP): pyproject.toml
 
 test: setup
 	$(PY) -m pytest -q tests
+
+# The fuzz properties of tests/reliability for FUZZ_SECONDS per group (benchmarks/fuzz.py).
+FUZZ_SECONDS ?= 600
+fuzz: setup
+	OMP_NUM_THREADS=1 $(PY) benchmarks/fuzz.py --seconds $(FUZZ_SECONDS) --report benchmarks/results/fuzz.md
 
 demo: setup
 	DEMO_DIR=$(DEMO_DIR) PY=$(PY) bash scripts/demo.sh
