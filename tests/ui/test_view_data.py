@@ -246,3 +246,60 @@ def test_segmentation_predictions_on_the_labelled_polygons_are_all_found(tmp_pat
             xs = p["polygon"][0][0::2]
             assert abs(min(xs) - min(obj["polygon"][0][0::2])) * 160 <= 3
     assert doc["predictions"]["suspects"][0]["id"] == 0
+
+
+def with_broken_images(src, dst):
+    """A copy of the JSONL ``src`` at ``dst`` (beside its images) whose first line names a truncated
+    copy of its image and whose second names a file that is not there. Returns ``(dst, the
+    truncated line's number, the missing one's)``."""
+    lines = [json.loads(line) for line in src.read_text(encoding="utf-8").splitlines()]
+    image = src.parent / lines[0]["image_url"]
+    cut = src.parent / "broken" / "cut_short.jpg"  # not in images/, which other tests list
+    cut.parent.mkdir(exist_ok=True)
+    cut.write_bytes(image.read_bytes()[: image.stat().st_size // 2])
+    lines[0]["image_url"] = str(cut.relative_to(src.parent))
+    lines[1]["image_url"] = "images/not_there.jpg"
+    dst.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    return dst, 1, 2
+
+
+def test_the_page_opens_on_the_lines_and_then_lists_the_images_training_would_drop(det_data, tmp_path):
+    """As `visionml view DATA` serves it: the first document comes from the lines alone (no image
+    opened), the checked one has training's image problems, and the ids stay those of the first."""
+    from visionml.data.thumbnails import ThumbnailCache
+    from visionml.view import build_view, checked_view, create_view_app, lines_view, page_json
+
+    data, cut, missing = with_broken_images(det_data["train"], det_data["train"].parent / "broken_images.jsonl")
+    first = json.loads(page_json(lines_view(data)))
+    assert first["checked"] is False and first["problems"] == []
+    assert [im["where"] for im in first["images"][:2]] == [f"{data}:{cut}", f"{data}:{missing}"]
+    app = create_view_app(lines_view(data), thumbnails=ThumbnailCache(tmp_path), complete=checked_view)
+    with ThreadServer(app) as server:
+        checked = httpx.get(server.url + "/api/dataset?checked=1", timeout=120).json()
+        latest = httpx.get(server.url + "/api/dataset", timeout=60).json()
+        thumb = httpx.get(server.url + "/api/thumb/0", timeout=60)
+        audit = _audit(server)
+    assert checked["checked"] is True and latest == checked
+    assert [im["where"] for im in checked["images"]] == [im["where"] for im in first["images"]]
+    # the problems are exactly those training reports, each leading to its image
+    training = build_view(data)
+    assert [p["text"] for p in checked["problems"]] == [str(p) for p in training.loaded.problems]
+    assert [(p["where"], p["field"], p["image"]) for p in checked["problems"]] == [
+        (f"{data}:{cut}", "image_url", 0), (f"{data}:{missing}", "image_url", 1)]
+    assert all("data problem" in checked["images"][i]["flags"] for i in (0, 1))
+    assert thumb.status_code == 404 and f"{data}:{cut}" in thumb.json()["error"]
+    assert [im["width"] for im in checked["images"][2:]] == [r.width for r in training.loaded.records]
+    assert audit["images"]["training"] == len(training.loaded.records) == len(checked["images"]) - 2
+
+
+def _audit(server):
+    import time
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        state = httpx.get(server.url + "/api/audit", timeout=30).json()
+        if state["state"] in ("done", "failed"):
+            assert state["state"] == "done", state["error"]
+            return state["report"]
+        time.sleep(0.2)
+    raise AssertionError("the audit did not finish in 120 s")

@@ -123,3 +123,27 @@ def test_a_confusion_cell_opens_its_images(det_data, detector, tmp_path):
         assert "near-duplicate" in page.inner_text("#audit-status")
         page.screenshot(path=str(tmp_path / "view-audit.png"), full_page=True)
         assert page.errors == []
+
+
+def test_the_images_training_would_drop_are_listed_once_checked(det_data, tmp_path):
+    from .test_view_data import with_broken_images
+
+    data, cut, missing = with_broken_images(det_data["train"], det_data["train"].parent / "page_broken.jsonl")
+    with VisionmlProcess(tmp_path, "view", str(data), "--cache-dir", str(tmp_path / "thumbs")) as view, \
+            chromium_page(tmp_path / "profile") as page:
+        page.goto(view.url + "/")
+        page.wait_for_selector("body[data-ready=true]")  # the checked document is drawn
+        assert "checking" not in page.inner_text("#summary")
+        assert page.inner_text("#tab-problems") == "Problems (2)"
+        for line in (cut, missing):
+            row = page.locator(f'#problems-table tr[data-where="{data}:{line}"]')
+            assert row.locator("td").nth(1).inner_text() == "image_url"
+            assert row.locator("td").nth(3).inner_text() == "dropped image"
+        assert page.locator("#grid .tile").count() == len(data.read_text().splitlines())
+        broken = page.locator('#grid .tile[data-id="0"]')
+        assert "1 problem(s)" in broken.inner_text()
+        page.wait_for_function("() => document.querySelector('#grid .tile[data-id=\"0\"] .figure').classList.contains('broken')")
+        page.select_option("#problem-filter", "data problem")
+        assert page.locator("#grid .tile").count() == 2
+        page.screenshot(path=str(tmp_path / "view-broken-images.png"), full_page=True)
+        assert page.errors == []

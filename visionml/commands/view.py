@@ -46,16 +46,31 @@ def run(args) -> int:
     from ..config import parse_set_arguments
     from ..data.resolve import parse_datastores
     from ..data.thumbnails import ThumbnailCache
-    from ..view import build_view, create_view_app
+    from ..view import build_view, checked_view, create_view_app, lines_view
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    view = build_view(args.data, task=args.task, datastores=parse_datastores(args.datastore), model=args.model,
-                      predictions=args.predictions, overrides=parse_set_arguments(args.overrides) or None,
-                      device=args.device, progress=sys.stderr.isatty())
-    loaded = view.loaded
-    print(f"{len(loaded.records)} images, {len(loaded.problems)} problem(s) on "
-          f"{len({(p.source, p.line) for p in loaded.problems})} line(s) of {', '.join(loaded.sources)}", flush=True)
-    app = create_view_app(view, thumbnails=ThumbnailCache(args.cache_dir))
+    datastores = parse_datastores(args.datastore)
+    complete = None
+    if args.model is None and args.predictions is None:
+        # Open on the lines alone; the images are checked (most of the time a large dataset takes)
+        # while the page is already showing them.
+        view = lines_view(args.data, task=args.task, datastores=datastores)
+
+        def complete(first):
+            return _report(checked_view(first, task=args.task, datastores=datastores))
+    else:
+        view = _report(build_view(args.data, task=args.task, datastores=datastores, model=args.model,
+                                  predictions=args.predictions, overrides=parse_set_arguments(args.overrides) or None,
+                                  device=args.device, progress=sys.stderr.isatty()))
+    app = create_view_app(view, thumbnails=ThumbnailCache(args.cache_dir), complete=complete)
     print(f"visionml view: open http://{args.host}:{args.port}/", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_level="warning")
     return 0
+
+
+def _report(view):
+    training = view.training or view.loaded
+    problems = training.problems
+    print(f"{len(training.records)} images, {len(problems)} problem(s) on "
+          f"{len({(p.source, p.line) for p in problems})} line(s) of {', '.join(training.sources)}", flush=True)
+    return view

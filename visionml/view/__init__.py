@@ -3,6 +3,6 @@ the model's mistakes with the evaluator's own matching (``dataset``, ``matching`
 ``app``)."""
 
 from .app import create_view_app
-from .dataset import build_view, export_lines, page_json
+from .dataset import build_view, checked_view, export_lines, lines_view, page_json
 
-__all__ = ["build_view", "create_view_app", "export_lines", "page_json"]
+__all__ = ["build_view", "checked_view", "create_view_app", "export_lines", "lines_view", "page_json"]

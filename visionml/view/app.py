@@ -37,10 +37,11 @@ def _json(content, status: int = 200) -> Response:
 
 
 class _Audit:
-    """The audit of the viewed data, run once in the background when the page first asks for it."""
+    """The audit of the viewed data, run once in the background when the page first asks for it.
+    ``final`` gives the view once its images are checked (it waits for them)."""
 
-    def __init__(self, view: ViewData):
-        self.view = view
+    def __init__(self, final):
+        self.final = final
         self.state, self.report, self.error = "not started", None, None
         self.pngs: dict[str, bytes] = {}
         self.lock = threading.Lock()
@@ -57,7 +58,8 @@ class _Audit:
         from ..data.audit_plots import figures, png_bytes
 
         try:
-            report = audit_dataset(self.view.data, loaded=self.view.loaded, workers=1)
+            view = self.final()
+            report = audit_dataset(view.data, loaded=view.training or view.loaded, workers=1)
             self.pngs = {name: png_bytes(fig) for name, fig in figures(report).items()}
             self.report, self.state = report, "done"
         except Exception as exc:  # noqa: BLE001 - shown on the page; the browser keeps working
@@ -66,28 +68,42 @@ class _Audit:
 
 
 class _Routes:
-    def __init__(self, view: ViewData, thumbnails: ThumbnailCache):
-        self.view, self.thumbnails = view, thumbnails
+    def __init__(self, view: ViewData, thumbnails: ThumbnailCache, complete=None):
+        self.view, self.thumbnails, self.complete = view, thumbnails, complete
         self.decoding = threading.BoundedSemaphore(max(1, min(4, os.cpu_count() or 1)))
-        self.audit = _Audit(view)
-        # The document is written while the server starts and the browser loads the page and its
-        # scripts (half a second for 10,000 images), not after the page asks for it.
-        self.doc = concurrent.futures.Future()
-        threading.Thread(target=self._write_doc, name="visionml-view-doc", daemon=True).start()
+        self.first, self.final = concurrent.futures.Future(), concurrent.futures.Future()  # documents
+        self.final_view = concurrent.futures.Future()
+        self.audit = _Audit(self.final_view.result)
+        # The documents are written while the server starts and the browser loads the page and
+        # its scripts (half a second for 10,000 images), not after the page asks for them.
+        threading.Thread(target=self._write_docs, name="visionml-view-doc", daemon=True).start()
 
-    def _write_doc(self) -> None:
+    def _write_docs(self) -> None:
+        waiting = [self.first, self.final, self.final_view]
         try:
-            self.doc.set_result(page_json(self.view))
+            waiting.pop(0).set_result(page_json(self.view))
+            if self.complete is not None:
+                log.info("checking every image as training does (the page is open meanwhile)")
+                view = self.complete(self.view)
+                self.view = view  # the same ids: a thumbnail asked for meanwhile is the same image
+                doc = page_json(view)
+            else:
+                view, doc = self.view, self.first.result()
+            waiting.pop(0).set_result(doc)
+            waiting.pop(0).set_result(view)
         except BaseException as exc:  # noqa: BLE001 - answered to the page as a 500 with the reason
             log.exception("the page's document failed")
-            self.doc.set_exception(exc)
+            for future in waiting:
+                future.set_exception(exc)
 
     async def index(self, request):
         return FileResponse(STATIC / "view.html", media_type="text/html")
 
     async def dataset(self, request):
+        """The latest document; with ``?checked=1`` the one with every image checked (waits for it)."""
+        wanted = self.final if request.query_params.get("checked") or self.final.done() else self.first
         try:
-            doc = await asyncio.wrap_future(self.doc)
+            doc = await asyncio.wrap_future(wanted)
         except Exception as exc:  # noqa: BLE001 - logged where it happened
             return _json({"error": f"{type(exc).__name__}: {exc}"}, 500)
         return Response(doc, media_type="application/json")
@@ -135,12 +151,14 @@ class _Routes:
         return Response(self.audit.pngs[name], media_type="image/png")
 
 
-def create_view_app(view: ViewData, *, thumbnails: ThumbnailCache | None = None) -> Starlette:
-    """The app serving ``view`` (a ``build_view`` result): ``GET /`` the page, ``GET /api/dataset``
-    its document, ``GET /api/thumb/{i}`` and ``/api/image/{i}`` image ``i`` at 256 and at most 1280
-    pixels, ``POST /api/export`` ``{"ids": [...]}`` JSONL, ``GET /api/audit`` (started by the first
-    request) and ``/api/audit/{name}.png``."""
-    routes = _Routes(view, thumbnails or ThumbnailCache())
+def create_view_app(view: ViewData, *, thumbnails: ThumbnailCache | None = None, complete=None) -> Starlette:
+    """The app serving ``view`` (a ``build_view`` or ``lines_view`` result): ``GET /`` the page,
+    ``GET /api/dataset`` its document (``?checked=1``: once ``complete(view)``, run in the
+    background, has given the view with every image checked), ``GET /api/thumb/{i}`` and
+    ``/api/image/{i}`` image ``i`` at 256 and at most 1280 pixels, ``POST /api/export``
+    ``{"ids": [...]}`` JSONL, ``GET /api/audit`` (started by the first request) and
+    ``/api/audit/{name}.png``."""
+    routes = _Routes(view, thumbnails or ThumbnailCache(), complete)
     return Starlette(routes=[
         Route("/", routes.index),
         Route("/api/dataset", routes.dataset),

@@ -2,7 +2,9 @@
 and with a model or its predictions the evaluator's matching per image (``matching``).
 
 ``build_view`` does the work once at start-up; the page then gets one JSON document
-(``page_json``) and asks for thumbnails as it scrolls.
+(``page_json``) and asks for thumbnails as it scrolls. Without a model or predictions the page
+opens on ``lines_view`` (no image opened) while ``checked_view`` checks every image as training
+does, the time most of a large dataset's opening would otherwise take.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ FLAGS = (DATA_PROBLEM, MISTAKE, FALSE_POSITIVE, MISSED, WRONG, SUSPECT, NO_PREDI
 
 @dataclass
 class ViewData:
-    loaded: object  # data.reader.LoadedData
+    loaded: object  # data.reader.LoadedData: the records the page shows, by id (their index)
     task: object
     scored: object | None = None  # predictions.Scored
     matched: dict = field(default_factory=dict)
     data: str = ""
+    checked: bool = True  # every image's header and end marker read, as training reads them
+    training: object | None = None  # the LoadedData training keeps, when ``loaded`` shows more (the audit's)
 
     @property
     def records(self):
@@ -62,6 +66,32 @@ def build_view(data, *, task=None, datastores=None, model=None, predictions=None
     return view
 
 
+def lines_view(data, *, task=None, datastores=None) -> ViewData:
+    """``data``'s lines read without opening an image (a fraction of a second for 10,000): what the
+    page shows first, while ``checked_view`` reads the images."""
+    from ..data.reader import load_dataset
+
+    loaded = load_dataset(data, task, datastores=datastores or {}, check_images=False)
+    return ViewData(loaded=loaded, task=get_task(loaded.task) if loaded.task else None, data=str(data),
+                    checked=False)
+
+
+def checked_view(first: ViewData, *, task=None, datastores=None) -> ViewData:
+    """``first`` (a ``lines_view``) read again as training reads it, every image's header and end
+    marker checked: the sizes are the images' own and the images that fail are problems of their
+    lines. The images keep the ids the page already shows them by, so an image training would
+    drop stays, flagged with its problem; ``training`` holds what training keeps."""
+    import dataclasses
+
+    from ..data.reader import load_dataset
+
+    full = load_dataset(first.data, task, datastores=datastores or {})
+    by_line = {(r.source, r.line): r for r in full.records}
+    records = [by_line.get((r.source, r.line), r) for r in first.records]
+    return ViewData(loaded=dataclasses.replace(full, records=records), data=first.data, training=full,
+                    task=get_task(full.task) if full.task else None)
+
+
 def page_json(view: ViewData) -> bytes:
     """The page's one document: the images with their labels, problems and (with predictions)
     outcomes, every problem and warning, the confusion matrix and the likely label mistakes."""
@@ -81,6 +111,7 @@ def page_json(view: ViewData) -> bytes:
         "problems": [_problem(p, where) for p in loaded.problems],
         "warnings": [_problem(p, where) for p in loaded.warnings],
         "flags": list(FLAGS),
+        "checked": view.checked,
     }
     if view.scored is not None:
         scored = view.scored

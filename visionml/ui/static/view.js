@@ -107,12 +107,19 @@
   }
 
   function fillFilters() {
-    for (const name of labels) $("class-filter").append(el("option", { value: name }, name));
+    const cls = $("class-filter"), problem = $("problem-filter");
+    const chosen = [cls.value, problem.value];
+    cls.replaceChildren(cls.options[0]);
+    problem.replaceChildren(problem.options[0]);
+    for (const name of labels) cls.append(el("option", { value: name }, name));
     const counts = new Map();
     for (const im of doc.images) for (const f of im.flags) counts.set(f, (counts.get(f) || 0) + 1);
     for (const flag of doc.flags) {
-      if (counts.get(flag)) $("problem-filter").append(el("option", { value: flag }, `${flag} (${counts.get(flag)})`));
+      if (counts.get(flag)) problem.append(el("option", { value: flag }, `${flag} (${counts.get(flag)})`));
     }
+    [cls.value, problem.value] = chosen;
+    if (cls.selectedIndex < 0) cls.value = "";
+    if (problem.selectedIndex < 0) problem.value = "";
   }
 
   function legend() {
@@ -174,6 +181,7 @@
   // ---- problems --------------------------------------------------------------------------------
   function problemTable(tableId, noneId, rows, withTraining) {
     const body = $(tableId).querySelector("tbody");
+    body.replaceChildren();
     for (const p of rows) {
       const tr = el("tr", { "data-where": p.where });
       tr.append(el("td", {}, p.where), el("td", {}, p.field), el("td", {}, p.reason));
@@ -351,15 +359,28 @@
     new IntersectionObserver((entries) => {
       if (entries.some((e) => e.isIntersecting) && !$("more").hidden) showMore();
     }, { rootMargin: "600px" }).observe($("more"));
+    $("class-filter").addEventListener("change", applyFilters);
+    $("problem-filter").addEventListener("change", applyFilters);
+    $("show-predictions").addEventListener("change", applyFilters);
     try {
-      doc = await getJSON("/api/dataset");
+      show(await getJSON("/api/dataset"));
+      // The lines are shown at once; the images' checks (as training does them) come after.
+      if (!doc.checked) show(await getJSON("/api/dataset?checked=1"));
     } catch (error) {
       $("summary").textContent = `Could not load the dataset: ${error.message}`;
       return;
     }
+    document.body.dataset.ready = "true";
+  }
+
+  // Draws the document; called again with the document whose images are all checked (the same
+  // ids, perhaps more problems), keeping the filters chosen meanwhile.
+  function show(next) {
+    doc = next;
     labels = doc.labels;
     byWhere = new Map(doc.images.map((im) => [im.where, im.id]));
     summary();
+    if (!doc.checked) $("summary").textContent += "; checking every image (header and end marker) as training does...";
     fillFilters();
     legend();
     problemTable("problems-table", "problems-none", doc.problems, true);
@@ -376,11 +397,8 @@
         Array.from(document.querySelectorAll("#suspects input:checked")).map((c) => Number(c.value))));
       $("export-all").addEventListener("click", () => exportIds(doc.predictions.suspects.map((s) => s.id)));
     }
-    $("class-filter").addEventListener("change", applyFilters);
-    $("problem-filter").addEventListener("change", applyFilters);
-    $("show-predictions").addEventListener("change", applyFilters);
     applyFilters();
-    document.body.dataset.ready = "true";
+    document.body.dataset.shown = "true";
   }
 
   start();
