@@ -10,8 +10,8 @@ Groups (``--groups``, default all):
 * ``atheris``: coverage-guided bytes into `visionml validate` (libFuzzer through atheris, when it is
   installed), seeded with hypothesis' schema-shaped files.
 
-Each group runs for ``--seconds`` (``FUZZ_SECONDS``), its properties taking turns in chunks of
-inputs. A property that fails is shrunk by hypothesis to its smallest input, printed, and not run
+Each group runs for ``--seconds`` (``FUZZ_SECONDS``), shared equally by its properties, each
+running chunks of fresh inputs until its share is spent. A property that fails is shrunk by hypothesis to its smallest input, printed, and not run
 again; the exit code is 1 when anything failed. The counts go to stdout and, with ``--report``,
 to a markdown file (benchmarks/results/fuzz.md).
 
@@ -102,7 +102,7 @@ def _returning_none(check):
 
 
 def run_group(name: str, targets, seconds: float) -> list[dict]:
-    """Run the group's properties in turns until ``seconds`` have passed; one row per property."""
+    """Run each of the group's properties for its share of ``seconds``; one row per property."""
     import warnings
 
     from hypothesis import HealthCheck, given, settings
@@ -111,26 +111,22 @@ def run_group(name: str, targets, seconds: float) -> list[dict]:
 
     warnings.simplefilter("ignore", DeprecationWarning)  # pycocotools' own, under numpy 2
     rows = {t[0]: {"group": name, "property": t[0], "inputs": 0, "seconds": 0.0, "failure": None} for t in targets}
-    live = list(targets)
-    deadline = time.monotonic() + seconds
-    while live and time.monotonic() < deadline:
-        for target in list(live):
-            label, strategies, check, key = target
-            quiet = _returning_none(check)
-            wrapped = settings(max_examples=CHUNK, deadline=timedelta(seconds=DEADLINE_S), database=None,
-                               derandomize=False, print_blob=True,
-                               suppress_health_check=list(HealthCheck))(given(**strategies)(quiet))
-            before, start = TRIED[key], time.monotonic()
+    share = seconds / len(targets)  # each property its own slice of the group's time
+    for label, strategies, check, key in targets:
+        wrapped = settings(max_examples=CHUNK, deadline=timedelta(seconds=DEADLINE_S), database=None,
+                           derandomize=False, print_blob=True,
+                           suppress_health_check=list(HealthCheck))(given(**strategies)(_returning_none(check)))
+        start = time.monotonic()
+        before = TRIED[key]
+        while time.monotonic() - start < share:
             try:
                 wrapped()
             except Exception:  # noqa: BLE001 - a property failed: shrunk and printed by hypothesis
                 rows[label]["failure"] = traceback.format_exc(limit=-8)
-                live.remove(target)
                 print(f"FAILED {name}: {label}\n{rows[label]['failure']}", file=sys.stderr, flush=True)
-            rows[label]["inputs"] += TRIED[key] - before
-            rows[label]["seconds"] += time.monotonic() - start
-            if time.monotonic() >= deadline:
                 break
+        rows[label]["inputs"] = TRIED[key] - before
+        rows[label]["seconds"] = time.monotonic() - start
     return list(rows.values())
 
 
