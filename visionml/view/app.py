@@ -15,6 +15,7 @@ import concurrent.futures
 import logging
 import os
 import threading
+import time
 
 import orjson
 from starlette.applications import Starlette
@@ -74,6 +75,8 @@ class _Routes:
         self.first, self.final = concurrent.futures.Future(), concurrent.futures.Future()  # documents
         self.final_view = concurrent.futures.Future()
         self.audit = _Audit(self.final_view.result)
+        self.asked = threading.Event()  # the page asked for its document
+        self.last_picture = 0.0  # time.monotonic() of the last thumbnail or image asked for
         # The documents are written while the server starts and the browser loads the page and
         # its scripts (half a second for 10,000 images), not after the page asks for them.
         threading.Thread(target=self._write_docs, name="visionml-view-doc", daemon=True).start()
@@ -83,6 +86,7 @@ class _Routes:
         try:
             waiting.pop(0).set_result(page_json(self.view))
             if self.complete is not None:
+                self._wait_for_first_screen()
                 log.info("checking every image as training does (the page is open meanwhile)")
                 view = self.complete(self.view)
                 self.view = view  # the same ids: a thumbnail asked for meanwhile is the same image
@@ -96,12 +100,25 @@ class _Routes:
             for future in waiting:
                 future.set_exception(exc)
 
+    def _wait_for_first_screen(self, quiet: float = 0.3, longest: float = 5.0) -> None:
+        """Until the page has its document and its first screen of thumbnails (no picture asked
+        for in ``quiet`` seconds), at most ``longest`` seconds after it asked: the checks are CPU
+        work that would otherwise slow the server's start and the first screen (a thread holds
+        the interpreter in turns with the server). Ten seconds if no page comes."""
+        if not self.asked.wait(timeout=10.0):
+            return
+        deadline = time.monotonic() + longest
+        while time.monotonic() < deadline and time.monotonic() - self.last_picture < quiet:
+            time.sleep(0.05)
+
     async def index(self, request):
         return FileResponse(STATIC / "view.html", media_type="text/html")
 
     async def dataset(self, request):
         """The latest document; with ``?checked=1`` the one with every image checked (waits for it)."""
         wanted = self.final if request.query_params.get("checked") or self.final.done() else self.first
+        self.asked.set()
+        self.last_picture = time.monotonic()  # the thumbnails come next
         try:
             doc = await asyncio.wrap_future(wanted)
         except Exception as exc:  # noqa: BLE001 - logged where it happened
@@ -115,6 +132,7 @@ class _Routes:
         return await self._picture(request, LARGE_SIZE)
 
     async def _picture(self, request, longest: int):
+        self.last_picture = time.monotonic()
         i = request.path_params["i"]
         if not 0 <= i < len(self.view.records):
             return _json({"error": f"no image {i}"}, 404)
