@@ -2,14 +2,13 @@
 first screen of thumbnails drawn in Debian's Chromium, with an empty thumbnail cache (cold: the
 first visit makes the thumbnails it shows) and with the cache of that first run (warm).
 
-Three figures per open: the server answering (the dataset's lines read), the page (navigation
-to the document parsed, the grid built and every thumbnail on screen decoded), and the two
-together from the command's start; then, from the start too, when the page has the document with
-every image checked as training checks them (header and end marker), which the server does in
-the background once the page is open. The browser is started before the
-command, so its own start-up is not counted. Then, in a fresh process, where the server's start
-goes (imports, reading the lines, reading them again with every image checked, writing the
-page's document), and the
+Per open: the server answering (the dataset's lines read), the page (navigation to the document
+parsed, the grid built and every thumbnail on screen decoded) and the two together from the
+command's start; then, also from the start, when the page has the document with every image
+checked as training checks them (header and end marker), which the server does in the background
+once the first screen is served. The browser and its page are started before the command, so
+their own start-up is not counted. Then, in a fresh process, where the server's start goes
+(imports, the lines read, the same read with every image checked, the page's document), and the
 load average before and after (the machine may be shared). Generates its data in a temporary folder.
 
 Run: .venv/bin/python benchmarks/bench_view.py [--n 10000]
