@@ -227,6 +227,32 @@ def test_a_damaged_pretrained_weights_file_is_one_error_line(sample_data, payloa
     assert cached.name in capsys.readouterr().err
 
 
+@pytest.mark.slow  # MLflow's import and an export: 20-30 s on 2 busy cores
+def test_an_mlflow_export_loads_safetensors_and_no_pickle(model_folder, sample_data, payload, tmp_path):
+    """The MLflow export is models-from-code (its visionml_model.py runs when MLflow loads it, as any
+    MLflow model's code does), and what it loads is the model folder's safetensors: pickles placed
+    under MLflow's usual names are not read, and a pickle as its weights is refused."""
+    pytest.importorskip("mlflow")
+    import mlflow.pyfunc
+    import pandas as pd
+
+    from visionml.errors import VisionMLError
+    from visionml.export import export_model
+
+    out = export_model(model_folder("multiclass"), tmp_path / "mlflow", "mlflow")
+    for name in ("python_model.pkl", "model.pkl", "artifacts/model/model.pkl", "artifacts/model/pytorch_model.bin"):
+        (out / name).write_bytes(payload.raw)
+    image = next((Path(sample_data("multiclass")["val"]).parent / "images").iterdir())
+    frame = pd.DataFrame({"image": [base64.b64encode(image.read_bytes()).decode()]})
+    assert len(mlflow.pyfunc.load_model(str(out)).predict(frame)) == 1
+    weights = out / "artifacts" / "model" / "weights.safetensors"
+    weights.unlink()
+    weights.write_bytes(payload.torch)
+    with pytest.raises(VisionMLError, match="weights.safetensors: not a readable safetensors file"):
+        mlflow.pyfunc.load_model(str(out))
+    assert not payload.ran()
+
+
 _UNSAFE_CALLS = {"pickle.load", "pickle.loads", "pickle.Unpickler", "cPickle.load", "cPickle.loads", "dill.load",
                  "dill.loads", "cloudpickle.load", "cloudpickle.loads", "joblib.load", "shelve.open", "marshal.load",
                  "marshal.loads", "yaml.unsafe_load", "yaml.full_load", "torch.jit.load", "jsonpickle.decode",
