@@ -53,6 +53,7 @@ def _targets(workdir: Path) -> dict[str, list[tuple[str, dict, object, str]]]:
     from tests.reliability import test_security as security
 
     reader_ws = fuzzing.make_workspace(workdir / "reader")
+    os.environ["VISIONML_CACHE_DIR"] = str(workdir / "cache")  # not ~/.cache
     geometry_ws = workdir / "geometry"
     geometry_ws.mkdir()
     file_kinds = dict(data=fuzzing.jsonl_files(), task=reader.TASKS, image_check=st.booleans())

@@ -8,6 +8,7 @@ the same properties for minutes; the tests below run them for a bounded number o
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import time
@@ -37,8 +38,19 @@ MEMORY_FLOOR = 4 * 2**20
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory) -> Path:
-    return make_workspace(tmp_path_factory.mktemp("fuzz-reader"))
+def workspace(tmp_path_factory):
+    """The images the fuzzed lines point at; the http download cache inside it, not in ~/.cache
+    (the fuzzed lines name an http URL on a closed loopback port)."""
+    folder = make_workspace(tmp_path_factory.mktemp("fuzz-reader"))
+    before = os.environ.get("VISIONML_CACHE_DIR")
+    os.environ["VISIONML_CACHE_DIR"] = str(folder / "cache")
+    try:
+        yield folder
+    finally:
+        if before is None:
+            del os.environ["VISIONML_CACHE_DIR"]
+        else:
+            os.environ["VISIONML_CACHE_DIR"] = before
 
 
 # ----------------------------------------------------------------------------- the properties
