@@ -4,8 +4,8 @@ suite's bounded number of inputs, with fresh random inputs every run.
 Groups (``--groups``, default all):
 
 * ``reader``: `visionml validate` and the reader's API on any bytes, MLTable files, memory per byte;
-* ``converters``: COCO/JSONL/YOLO round trips (half a pixel, 1 % of area), hostile COCO, YOLO and
-  VOC files, the geometry functions, mask outlines;
+* ``converters``: COCO/JSONL/YOLO round trips (half a pixel, 1 % of area), hostile COCO, YOLO,
+  VOC, CSV and instance-mask files, the geometry functions, mask outlines;
 * ``paths``: relative and azureml paths against their root;
 * ``atheris``: coverage-guided bytes into `visionml validate` (libFuzzer through atheris, when it is
   installed), seeded with hypothesis' schema-shaped files.
@@ -86,6 +86,12 @@ def _targets(workdir: Path) -> dict[str, list[tuple[str, dict, object, str]]]:
              lambda **kw: geometry.check_yolo_labels(geometry_ws, **kw), "yolo labels"),
             ("VOC files", dict(xml=geometry.voc_documents(), skip_invalid=st.booleans()),
              lambda **kw: geometry.check_voc_file(geometry_ws, **kw), "voc file"),
+            ("CSV labels", dict(text=geometry.csv_texts, task=st.sampled_from([None, "multiclass", "multilabel"]),
+                                skip_invalid=st.booleans()),
+             lambda **kw: geometry.check_csv_labels(geometry_ws, **kw), "csv labels"),
+            ("instance masks", dict(ids=geometry.instance_ids(), task=st.sampled_from(
+                [None, "object-detection", "instance-segmentation"]), skip_invalid=st.booleans()),
+             lambda ids, **kw: geometry.check_instance_masks(geometry_ws, ids, "I;16", **kw), "instance masks"),
         ],
         "paths": [
             ("paths under their root", dict(rel=security.relative_paths, how=st.sampled_from(

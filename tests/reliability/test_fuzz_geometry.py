@@ -299,6 +299,41 @@ def check_voc_file(workspace: Path, xml: bytes, skip_invalid: bool) -> None:
     TRIED["voc file"] += 1
 
 
+def check_csv_labels(workspace: Path, text: bytes, task: str | None, skip_invalid: bool) -> None:
+    """Any CSV of image names and labels: converted, or refused with a VisionMLError."""
+    with _Folder(workspace) as folder:
+        (folder / "img.png").write_bytes(_SMALL_PNG)
+        (folder / "labels.csv").write_bytes(text)
+        try:
+            convert(folder / "labels.csv", "csv", "jsonl", folder / "out.jsonl",
+                    ConvertOptions(task=task, skip_invalid=skip_invalid))
+        except VisionMLError as exc:
+            assert str(exc)
+        else:
+            assert read_dataset(folder / "out.jsonl", task or "multilabel", check_images=False).records
+    TRIED["csv labels"] += 1
+
+
+def check_instance_masks(workspace: Path, ids: np.ndarray, mode: str, task: str | None, skip_invalid: bool) -> None:
+    """Any instance-id mask PNG (speckles, lines, one-pixel instances, ids up to 65535): polygons or
+    boxes that the reader takes, or problems; never a crash."""
+    from PIL import Image
+
+    with _Folder(workspace) as folder:
+        (folder / "images").mkdir()
+        (folder / "masks").mkdir()
+        h, w = ids.shape
+        blank_png(folder / "images" / "a.png", w, h)
+        Image.fromarray(ids.astype(np.uint8 if mode == "L" else np.uint16)).save(folder / "masks" / "a_mask.png")
+        try:
+            convert(folder, "masks", "jsonl", folder / "out.jsonl", ConvertOptions(task=task, skip_invalid=skip_invalid))
+        except VisionMLError as exc:
+            assert str(exc)
+        else:
+            _assert_written_objects_valid(folder / "out.jsonl", task or "instance-segmentation")
+    TRIED["instance masks"] += 1
+
+
 def _has_big_int(value) -> bool:
     if isinstance(value, int) and not isinstance(value, bool):
         return not -(2**63) <= value < 2**64
@@ -343,6 +378,32 @@ def voc_documents(draw) -> bytes:
     return (f"<annotation><filename>{draw(st.sampled_from(['img.png', 'missing.png', '', '../img.png']))}</filename>"
             f"<size><width>{draw(_voc_values)}</width><height>{draw(_voc_values)}</height></size>"
             f"{objects}</annotation>").encode()
+
+
+_csv_cells = st.one_of(st.sampled_from(["img.png", "img", "missing.png", "../img.png", "cat", "dog cat", "", "0", "1",
+                                         "2", '"', "a,b", " ", "\x00", "filename", "labels"]), st.text(max_size=6))
+csv_texts = st.one_of(
+    st.binary(max_size=200),
+    st.lists(st.lists(_csv_cells, max_size=4).map(",".join), max_size=5).map(
+        lambda rows: ("\n".join(["filename,labels"] + rows)).encode("utf-8", "surrogatepass")),
+    st.lists(st.lists(_csv_cells, max_size=4).map(",".join), max_size=5).map(
+        lambda rows: ("\n".join(["filename,cat,dog"] + rows)).encode("utf-8", "surrogatepass")))
+
+
+@st.composite
+def instance_ids(draw) -> np.ndarray:
+    """Small id masks: random speckle, thin lines, single pixels and blocks of many ids."""
+    h, w = draw(st.integers(1, 24)), draw(st.integers(1, 24))
+    kind = draw(st.integers(0, 3))
+    if kind == 0:
+        values = draw(st.lists(st.integers(0, 3), min_size=h * w, max_size=h * w))
+        return np.array(values, dtype=np.int64).reshape(h, w)
+    ids = np.zeros((h, w), dtype=np.int64)
+    for n in range(draw(st.integers(0, 5))):
+        y, x = draw(st.integers(0, h - 1)), draw(st.integers(0, w - 1))
+        y1, x1 = draw(st.integers(y, h - 1)), draw(st.integers(x, w - 1))
+        ids[y:y1 + 1, x:x1 + 1] = draw(st.sampled_from([1, 2, 7, 255, 256, 65535])) if kind == 3 else n + 1
+    return ids
 
 
 @st.composite
@@ -423,3 +484,17 @@ def test_any_yolo_label_file_is_converted_or_refused_with_its_problems(workspace
          skip_invalid=False)
 def test_any_voc_file_is_converted_or_refused_with_its_problems(workspace, xml, skip_invalid):
     check_voc_file(workspace, xml, skip_invalid)
+
+
+@budget(40)
+@given(text=csv_texts, task=st.sampled_from([None, "multiclass", "multilabel"]), skip_invalid=st.booleans())
+def test_any_csv_of_labels_is_converted_or_refused_with_its_problems(workspace, text, task, skip_invalid):
+    check_csv_labels(workspace, text, task, skip_invalid)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools' own, under numpy 2
+@budget(40)
+@given(ids=instance_ids(), mode=st.sampled_from(["L", "I;16"]),
+       task=st.sampled_from([None, "object-detection", "instance-segmentation"]), skip_invalid=st.booleans())
+def test_any_instance_mask_is_converted_or_refused_with_its_problems(workspace, ids, mode, task, skip_invalid):
+    check_instance_masks(workspace, ids if mode == "I;16" else ids % 256, mode, task, skip_invalid)
