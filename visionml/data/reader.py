@@ -367,7 +367,7 @@ def _check_images(records: list[ImageRecord], max_pixels, problems: list, warnin
     with _warnings.catch_warnings():
         _warnings.simplefilter("ignore")  # Pillow's DecompressionBombWarning: we report the limit ourselves
         with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-            results = dict(zip(unique, pool.map(check, unique, chunksize=64)))
+            results = dict(zip(unique, pool.map(check, unique)))
     kept, failed = [], []
     for r in records:
         result = results[r.path]
