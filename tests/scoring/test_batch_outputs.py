@@ -121,3 +121,20 @@ def test_labeled_dataset_may_not_overwrite_the_predictions(model_dirs, images, t
                  "--labeled-dataset", str(out)])
     assert code == 2 and "--labeled-dataset" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_featurize_writes_one_vector_per_image_and_refuses_a_detector(model_dirs, predictors, images, tmp_path,
+                                                                      capsys):
+    out = tmp_path / "features.jsonl"
+    assert main(["featurize", "--model", str(model_dirs[MULTILABEL]), str(images[0].parent.parent), "-o", str(out),
+                 "--batch-size", "2"]) == 0
+    lines = read_lines(out)
+    assert [line["filename"] for line in lines] == [str(p) for p in sorted(images)]
+    expected = predictors[MULTILABEL].features([Image.open(p).convert("RGB") for p in sorted(images)])
+    for line, vector in zip(lines, expected):
+        assert set(line) == {"filename", "feature_vector"} and len(line["feature_vector"]) == 512
+        np.testing.assert_allclose(line["feature_vector"], vector, rtol=1e-5, atol=1e-6)
+    refused = tmp_path / "refused.jsonl"
+    capsys.readouterr()
+    assert main(["featurize", "--model", str(model_dirs[DETECTION]), str(images[0]), "-o", str(refused)]) == 1
+    assert "classification" in capsys.readouterr().err and not refused.exists()
