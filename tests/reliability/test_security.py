@@ -180,9 +180,6 @@ def test_a_pickle_as_the_sweep_storage_is_not_run(payload, tmp_path, form):
     assert not payload.ran()
 
 
-@pytest.mark.xfail(strict=True, reason="defect reported to the lead: optuna's journal reader raises "
-                   "UnicodeDecodeError on a file that is not a journal and visionml/sweep/storage.py lets it "
-                   "through as a traceback")
 def test_a_sweep_storage_that_is_not_a_journal_is_one_error_line(payload, tmp_path, capsys):
     journal = tmp_path / "sweep.journal"
     journal.write_bytes(payload.torch)
@@ -213,9 +210,6 @@ def test_a_pickle_in_the_pretrained_weights_cache_is_not_run(sample_data, payloa
     assert not payload.ran()
 
 
-@pytest.mark.xfail(strict=True, reason="defect reported to the lead: visionml/models/*.py let torch's "
-                   "UnpicklingError out of a damaged pretrained-weights file as a traceback instead of an "
-                   "error naming the file and what to do (delete it, run `visionml weights download`)")
 def test_a_damaged_pretrained_weights_file_is_one_error_line(sample_data, payload, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     cached = _pretrained_file("mobilenet_v3_small", tmp_path / "torch")

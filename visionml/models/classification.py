@@ -15,7 +15,7 @@ import math
 
 from .families import CLASSIFIER
 from .registry import CLIP_BY_NORM, register
-from .weights import ensure_cached
+from .weights import ensure_cached, load_cached_state
 
 VIT_MEAN_STD = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
@@ -24,13 +24,11 @@ def _torchvision_classifier(builder_name: str, head: str):
     """A builder for torchvision's ``builder_name`` whose final Linear lives at ``head``."""
 
     def build(spec, task, num_classes, pretrained, hp, fetch):
-        import torch
         import torchvision.models
 
         model = getattr(torchvision.models, builder_name)(weights=None)
         if pretrained and fetch:
-            path = ensure_cached(spec.weights, spec.name)
-            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            model.load_state_dict(load_cached_state(spec.weights, spec.name))
         _replace_linear(model, head, num_classes)
         return model
 
@@ -82,14 +80,13 @@ def _torchvision_vit(builder_name: str):
     (torchvision's own ``interpolate_embeddings``), then any input size accepted (``_AnySizeViT``)."""
 
     def build(spec, task, num_classes, pretrained, hp, fetch):
-        import torch
         import torchvision.models
         from torchvision.models.vision_transformer import interpolate_embeddings
 
         size = _vit_size(spec, hp)
         model = getattr(torchvision.models, builder_name)(weights=None, image_size=size)
         if pretrained and fetch:
-            state = torch.load(ensure_cached(spec.weights, spec.name), map_location="cpu", weights_only=True)
+            state = load_cached_state(spec.weights, spec.name)
             model.load_state_dict(interpolate_embeddings(size, spec.patch_size, state))
         _replace_linear(model, "heads.head", num_classes)
         model.__class__ = _any_size_torchvision_classes()[0]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from ..errors import UsageError
 from .families import FASTERRCNN, MASKRCNN, RETINANET, SSDLITE
 from .registry import register
-from .weights import ensure_cached
+from .weights import load_cached_state
 
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 ASPECT_RATIOS = (0.5, 1.0, 2.0)
@@ -30,9 +30,8 @@ def load_pretrained(model, spec, fetch: bool, into: str = "") -> None:
     """
     if not fetch:
         return
-    import torch
 
-    state = torch.load(ensure_cached(spec.weights, spec.name), map_location="cpu", weights_only=True)
+    state = load_cached_state(spec.weights, spec.name)
     target = model.get_submodule(into) if into else model
     if into:  # an ImageNet classifier's weights into a detector's backbone body: drop its fc
         own = target.state_dict()

@@ -89,6 +89,27 @@ def ensure_cached(ref: str, model_name: str) -> Path:
     return path
 
 
+def load_cached_state(ref: str, model_name: str) -> dict:
+    """The state dict of ``ref``'s cached weights file (``ensure_cached``), read with
+    ``weights_only=True``. A file that is damaged, cut short or not a plain tensor file (torch
+    refuses to unpickle anything else) is one error naming it and what to do, not a traceback."""
+    import torch
+
+    path = ensure_cached(ref, model_name)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - UnpicklingError, RuntimeError (zip), EOFError, ...: all a bad file
+        raise VisionMLError(
+            f"{path}: the pretrained weights for {model_name} cannot be read ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:200] if str(exc) else 'no detail'}). Delete the file and run again to "
+            f"download it, or place a good copy (`visionml weights download {model_name} -o DIR` on a machine "
+            f"with network, then `visionml weights install DIR`); or train with --no-pretrained.") from None
+    if not isinstance(state, dict):
+        raise VisionMLError(f"{path}: the pretrained weights for {model_name} are not a state dict "
+                            f"(got {type(state).__name__}); delete the file and run again")
+    return state
+
+
 def _missing(model_name: str, url: str, path: Path, why: str) -> VisionMLError:
     return VisionMLError(
         f"pretrained weights for {model_name} are not cached and {why}. "

@@ -36,7 +36,12 @@ def open_storage(url: str):
     from optuna.storages.journal import JournalFileBackend
 
     Path(url).parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.JournalStorage(JournalFileBackend(url))
+    try:  # the journal is read (replayed) here: a file that is not one fails now, as one line
+        return optuna.storages.JournalStorage(JournalFileBackend(url))
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
+        raise VisionMLError(f"{url}: not an Optuna journal file ({type(exc).__name__}: {exc}); give the sweep's "
+                            f"own storage (RUN/sweep.journal) or a database URL, or a new file name to start "
+                            f"a new sweep") from None
 
 
 def _redact(url: str) -> str:
