@@ -37,8 +37,67 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                       "the traced size, any size runs). Default: what min_size/max_size make of a 4:3 "
                       "landscape image, 600x800 at Azure's defaults; SSDlite 320x320")
     onnx.add_argument("--width", type=int, default=None, metavar="W", help="input width (see --height)")
+    _add_quantize_arguments(parser)
     parser.set_defaults(func=run)
     return parser
+
+
+def _add_quantize_arguments(parser) -> None:
+    from ..export.quantize import DEFAULT_CALIBRATION_SIZE, DEFAULT_MAX_DROP
+    from ._args import int_at_least
+
+    group = parser.add_argument_group("int8 ONNX (classification; docs/export.md)")
+    group.add_argument("--quantize", choices=("int8",), default=None,
+                       help="int8: static int8 graph (QDQ, per-channel weights) calibrated on --calibration-data, "
+                       "refused when it loses more than --max-drop of the primary metric on --validation-data")
+    group.add_argument("--calibration-data", metavar="DATA", default=None,
+                       help="JSONL or MLTable whose images calibrate the int8 ranges (the training data)")
+    group.add_argument("--calibration-size", type=int_at_least(1), default=DEFAULT_CALIBRATION_SIZE, metavar="N",
+                       help=f"images drawn from --calibration-data (default {DEFAULT_CALIBRATION_SIZE})")
+    group.add_argument("--validation-data", metavar="DATA", default=None,
+                       help="labelled JSONL or MLTable on which fp32 and int8 are compared (default: the "
+                       "calibration data, which flatters both)")
+    group.add_argument("--max-drop", type=_fraction, default=DEFAULT_MAX_DROP, metavar="D",
+                       help=f"largest loss of the primary metric int8 may have (default {DEFAULT_MAX_DROP}: one "
+                       "accuracy point)")
+    group.add_argument("--datastore", action="append", default=[], metavar="NAME=DIR",
+                       help="map an azureml:// datastore in the data to a local folder (repeatable)")
+
+
+def _fraction(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError("must be a number at least 0, e.g. 0.01")
+    return value
+
+
+def _quantize_options(args):
+    """``QuantizeOptions`` from the flags, or None without --quantize; flags that need another
+    one are usage errors."""
+    from ..errors import UsageError
+
+    given = [flag for flag, value in (("--calibration-data", args.calibration_data),
+                                      ("--validation-data", args.validation_data)) if value is not None]
+    if args.quantize is None:
+        if given:
+            raise UsageError(f"{' '.join(given)}: only with --quantize int8")
+        return None
+    if args.fmt != "onnx":
+        raise UsageError(f"--quantize: only for --format onnx (not --format {args.fmt})")
+    if args.calibration_data is None:
+        raise UsageError("--quantize int8 needs --calibration-data TRAIN.jsonl: the training images its "
+                         "activation ranges are calibrated on")
+    from ..data.resolve import parse_datastores
+    from ..export.quantize import QuantizeOptions
+
+    return QuantizeOptions(args.calibration_data, args.validation_data, max_drop=args.max_drop,
+                           calibration_size=args.calibration_size, precision=args.quantize,
+                           datastores=parse_datastores(args.datastore))
 
 
 def run(args) -> int:
@@ -56,8 +115,26 @@ def run(args) -> int:
 
         flags = " ".join(f"--{k.replace('_', '-')}" for k in options)
         raise UsageError(f"{flags}: only for --format onnx (an MLflow model takes images of any size)")
-    out = export_model(args.model, args.output, args.fmt, parse_set_arguments(args.overrides) or None, **options)
+    quantize = _quantize_options(args)
+    out = export_model(args.model, args.output, args.fmt, parse_set_arguments(args.overrides) or None,
+                       quantize=quantize, **options)
     files = ", ".join(sorted(p.name for p in out.iterdir() if not p.name.startswith(".")))
-    print(f"visionml export: {args.fmt} model written to {out} ({files}) in {time.perf_counter() - start:.1f}s",
+    kind = f"{args.fmt} {quantize.precision}" if quantize else args.fmt
+    print(f"visionml export: {kind} model written to {out} ({files}) in {time.perf_counter() - start:.1f}s",
           file=sys.stderr)
+    if quantize:
+        print(_quantization_summary(out))
     return 0
+
+
+def _quantization_summary(out) -> str:
+    import json
+
+    from ..modelio import MANIFEST
+
+    block = json.loads((out / MANIFEST).read_text(encoding="utf-8"))["quantization"]
+    e = block["evaluation"]
+    kept = block["nodes_kept_fp32"]
+    return (f"{e['metric']}: fp32 {e['fp32']:.4f}, int8 {e['int8']:.4f} (drop {e['drop']:.4f}, --max-drop "
+            f"{e['max_drop']:g}) on {e['images']} images of {e['data']}"
+            + (f"; kept in fp32: {', '.join(kept)}" if kept else ""))

@@ -10,11 +10,19 @@ from ..errors import UsageError
 FORMATS = ("onnx", "mlflow")
 
 
-def export_model(model_dir, out_dir, fmt: str, overrides: dict | None = None, **options) -> Path:
+def export_model(model_dir, out_dir, fmt: str, overrides: dict | None = None, quantize=None, **options) -> Path:
     """Write ``model_dir`` (a visionml model folder) to ``out_dir`` in format ``fmt``; returns ``out_dir``.
 
     ``overrides``: inference settings (``--set`` values) to fix in the export. ``options`` (onnx
-    only): ``batch_size``, ``height``, ``width`` of a detector's input (``visionml.export.onnx``)."""
+    only): ``batch_size``, ``height``, ``width`` of a detector's input (``visionml.export.onnx``).
+    ``quantize`` (onnx only): a ``visionml.export.quantize.QuantizeOptions``, for an int8 graph
+    checked against fp32 on validation data (``export_int8``)."""
+    if quantize is not None:
+        if fmt != "onnx":
+            raise UsageError(f"--quantize: only for --format onnx (not {fmt})")
+        from .quantize import export_int8
+
+        return export_int8(model_dir, out_dir, overrides, quantize, **options)
     if fmt == "onnx":
         from .onnx import export_onnx
 
