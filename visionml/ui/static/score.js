@@ -204,7 +204,7 @@
       const attributions = config.multilabel ? answer.attributions : [answer.attributions];
       const pictures = config.multilabel ? answer.visualizations : [answer.visualizations];
       if (!attributions || !attributions.length) {
-        status.textContent = "No class is at or above the threshold: nothing to explain.";
+        status.textContent = "No class is above the threshold: nothing to explain.";
         return;
       }
       placeHeatmap(result);
