@@ -4,6 +4,7 @@ settings fixed in the graph, the CLI and the REST endpoint."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -60,6 +61,18 @@ def test_export_writes_model_labels_and_manifest(onnx_dirs, model_dirs, task):
         assert names == ["input", "boxes", "labels", "scores", "masks"]
         assert dims == [1, "channel", "height", "width"]  # any size: visionml resizes as torchvision does
         assert "min_size" not in fixed
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--format", "onnx", "--batch-size", "0"], r"--batch-size 0: expected a whole number from 1 to 256"),
+    (["--format", "onnx", "--height", "96"], r"--height/--width are for detectors.*validation_crop_size"),
+    (["--format", "mlflow", "--batch-size", "2"], r"--batch-size: only for --format onnx"),
+], ids=["batch-0", "classifier-height", "mlflow-batch"])
+def test_export_refuses_input_sizes_it_cannot_honour(model_dirs, tmp_path, capsys, arguments, message):
+    out = tmp_path / "out"
+    assert main(["export", "--model", str(model_dirs[MULTICLASS]), "-o", str(out), *arguments]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not out.exists()
 
 
 # -- parity with the torch backend -----------------------------------------------------------

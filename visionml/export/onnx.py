@@ -58,8 +58,6 @@ BACKGROUND_LABEL = "--bg--"  # Azure's name for class 0 of R-CNN models in label
 GRAPH_SCORE_THRESHOLD = 0.0
 # What the input is normalised with: Azure's doc's client uses ImageNet's statistics for every model.
 CLIENT_MEAN, CLIENT_STD = IMAGENET_MEAN, IMAGENET_STD
-# --set keys that shape the export itself rather than the model's inference settings.
-EXPORT_KEYS = ("enable_onnx_normalization",)
 MAX_BATCH = 256
 MAX_SIDE = 4096
 
