@@ -163,14 +163,15 @@ class DetectionTask(Task):
                   "boxes": target["boxes"].float().cpu().numpy(),
                   "labels": (target["labels"] - 1).cpu().numpy(),
                   "iscrowd": target.get("iscrowd", torch.zeros_like(target["labels"])).cpu().numpy()}
-            pred = {"boxes": output["boxes"].float().cpu().numpy(),
-                    "scores": output["scores"].float().cpu().numpy(),
-                    "labels": (output["labels"] - 1).cpu().numpy()}
+            real = output["labels"] > 0  # label 0 is the background (RetinaNet scores it): never an answer
+            pred = {"boxes": output["boxes"][real].float().cpu().numpy(),
+                    "scores": output["scores"][real].float().cpu().numpy(),
+                    "labels": (output["labels"][real] - 1).cpu().numpy()}
             if self.masks:
                 from ..metrics.detection import masks_to_rles
 
                 gt["masks"] = target["masks"].bool().cpu().numpy()
-                binary = (output["masks"][:, 0].float() >= float(hp["mask_pixel_score_threshold"])).cpu().numpy()
+                binary = (output["masks"][real][:, 0].float() >= float(hp["mask_pixel_score_threshold"])).cpu().numpy()
                 pred["masks"] = masks_to_rles(binary)
             gts.append(gt)
             preds.append(pred)
