@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -92,14 +93,23 @@ def _checkpoint(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-@pytest.mark.slow
-def test_kill_9_mid_epoch_then_resume_gives_the_uninterrupted_weights(sample_data, tmp_path):
-    data = sample_data("multiclass")
-    whole, killed = tmp_path / "whole", tmp_path / "killed"
-    done = _run(*_train_cmd(data, whole, 3))
-    assert done.returncode == 0, done.stderr
+EPOCHS = 3
 
-    proc = _start(*_train_cmd(data, killed, 3))
+
+@pytest.fixture(scope="module")
+def whole_run(sample_data, tmp_path_factory):
+    """An uninterrupted run in its own process, the reference the interrupted ones must equal."""
+    whole = tmp_path_factory.mktemp("whole") / "run"
+    done = _run(*_train_cmd(sample_data("multiclass"), whole, EPOCHS))
+    assert done.returncode == 0, done.stderr
+    return whole
+
+
+@pytest.mark.slow
+def test_kill_9_mid_epoch_then_resume_gives_the_uninterrupted_weights(sample_data, whole_run, tmp_path):
+    data = sample_data("multiclass")
+    whole, killed = whole_run, tmp_path / "killed"
+    proc = _start(*_train_cmd(data, killed, EPOCHS))
     try:
         # last.pt exists once epoch 1 is saved: epoch 2 is under way. Kill it there, mid-epoch.
         assert _wait_for(lambda: (killed / "checkpoints/last.pt").is_file(), proc), proc.communicate()[1]
@@ -109,12 +119,73 @@ def test_kill_9_mid_epoch_then_resume_gives_the_uninterrupted_weights(sample_dat
         _stop(proc)
     assert proc.returncode == -signal.SIGKILL
     state = _checkpoint(killed / "checkpoints/last.pt")
-    assert state["epoch"] < 3 and not state["finished"], "the run finished before the kill: nothing was tried"
+    assert state["epoch"] < EPOCHS and not state["finished"], "the run finished before the kill: nothing was tried"
 
     resumed = _run("train", "--resume", "--output", killed)
     assert resumed.returncode == 0, resumed.stderr
     assert "Traceback" not in resumed.stderr
     _assert_same_weights(_weights(whole), _weights(killed))
     a, b = _checkpoint(whole / "checkpoints/last.pt"), _checkpoint(killed / "checkpoints/last.pt")
-    assert b["finished"] and b["epoch"] == 3
+    assert b["finished"] and b["epoch"] == EPOCHS
     _assert_same_weights(a["model"], b["model"])
+
+
+def _assert_every_final_file_whole(run: Path) -> int:
+    """Every checkpoint under its final name loads (weights_only), and so do the model folder's
+    weights if they are there; returns how many files were checked."""
+    from safetensors.torch import load_file
+
+    checked = 0
+    for path in sorted((run / "checkpoints").glob("*.pt")) if (run / "checkpoints").is_dir() else []:
+        state = _checkpoint(path)
+        assert state["format"] == 1 and "model" in state, path
+        checked += 1
+    weights = run / "model" / "weights.safetensors"
+    if weights.exists():
+        load_file(str(weights), device="cpu")
+        checked += 1
+    return checked
+
+
+@pytest.mark.slow
+def test_kill_9_during_checkpoint_saves_never_leaves_half_a_checkpoint(sample_data, whole_run, tmp_path):
+    """SIGKILL at a random short delay after a checkpoint's temporary file appears (torch.save's
+    bytes are being written and fsynced), three times, resuming after each; then the run finishes
+    with the uninterrupted run's weights."""
+    data = sample_data("multiclass")
+    run = tmp_path / "run"
+    rng = random.Random(18)
+    kills = checked = 0
+    def command():
+        if (run / "checkpoints/last.pt").is_file():
+            return ["train", "--resume", "--output", run]
+        if run.exists():  # killed during the very first save: nothing to resume, start again
+            shutil.rmtree(run)
+        return _train_cmd(data, run, EPOCHS, "checkpoint_frequency=1")
+
+    resumed_kills = 0
+    while kills < 3:
+        cmd = command()
+        resumed_kills += cmd[1] == "--resume"
+        seen = set(_temporaries(run))
+        proc = _start(*cmd)
+        try:
+            fresh = lambda: any(p not in seen and p.parent.name == "checkpoints" for p in _temporaries(run))  # noqa: E731
+            assert _wait_for(fresh, proc), "no checkpoint save was seen: " + proc.communicate()[1]
+            time.sleep(rng.uniform(0.0, 1.0))  # writing last.pt (~100 MB, fsync), or its epoch copy
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        finally:
+            _stop(proc)
+        assert proc.returncode == -signal.SIGKILL, "the run ended before the kill"
+        kills += 1
+        checked += _assert_every_final_file_whole(run)
+
+    finished = _run(*command())
+    assert finished.returncode == 0, finished.stderr
+    checked += _assert_every_final_file_whole(run)
+    _assert_same_weights(_weights(whole_run), _weights(run))
+    assert sorted(p.name for p in (run / "checkpoints").glob("*.pt")) == [
+        *(f"epoch_{e:03d}.pt" for e in range(1, EPOCHS + 1)), "last.pt"]
+    print(f"kills during saves: {kills} ({resumed_kills} of resumed runs), files checked whole: {checked}, "
+          f"stale temporaries: {[p.name for p in _temporaries(run)]}")

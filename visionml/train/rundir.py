@@ -71,10 +71,12 @@ def epoch_checkpoint(run_dir: Path, epoch: int) -> Path:
 
 
 def save_checkpoint(path: Path, state: dict, copies=()) -> None:
-    """``state`` to ``path`` (and the same bytes to each of ``copies``), each written atomically."""
+    """``state`` to ``path`` (and the same bytes to each of ``copies``), each written atomically.
+    The copies first: a kill between two writes then leaves ``path`` at the previous epoch, whose
+    resume writes the copies again (``path`` first would lose a kept copy for good)."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    for target in (path, *copies):
+    for target in (*copies, path):
         write_bytes_atomic(target, buffer.getvalue(), fsync=True)
 
 
