@@ -46,10 +46,11 @@ def _add_quantize_arguments(parser) -> None:
     from ..export.quantize import DEFAULT_CALIBRATION_SIZE, DEFAULT_MAX_DROP
     from ._args import int_at_least
 
-    group = parser.add_argument_group("int8 ONNX (classification; docs/export.md)")
+    group = parser.add_argument_group("int8 ONNX (docs/export.md)")
     group.add_argument("--quantize", choices=("int8",), default=None,
-                       help="int8: static int8 graph (QDQ, per-channel weights) calibrated on --calibration-data, "
-                       "refused when it loses more than --max-drop of the primary metric on --validation-data")
+                       help="int8: static int8 graph (QDQ, per-channel weights; detectors: the backbone's "
+                       "convolutions) calibrated on --calibration-data, refused when it loses more than "
+                       "--max-drop of the primary metric on --validation-data")
     group.add_argument("--calibration-data", metavar="DATA", default=None,
                        help="JSONL or MLTable whose images calibrate the int8 ranges (the training data)")
     group.add_argument("--calibration-size", type=int_at_least(1), default=DEFAULT_CALIBRATION_SIZE, metavar="N",

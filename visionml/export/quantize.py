@@ -14,9 +14,9 @@ are kept in fp32 and the model quantized again; if that still loses too much the
 refused with both numbers. Everything is built in a staging folder beside OUT, which only an
 accepted export reaches (``fileio.staging_folder``): a refusal leaves OUT as it was.
 
-Object detection and instance segmentation are refused for now (their graphs hold NMS, RoI
-Align and loops that the calibrator does not handle; quantizing only their backbones is not
-built yet).
+Object detection and instance segmentation quantize their backbone's convolutions (with the
+FPN: where the time goes) and keep the rest in fp32: the RPN and RoI heads, box coding, NMS and
+RoI Align, whose int8 error would move boxes and whose cost is small.
 """
 
 from __future__ import annotations
@@ -87,9 +87,6 @@ def export_int8(model_dir, out_dir, overrides: dict | None, quantize: QuantizeOp
 
     quantize = quantize.checked()
     task = get_task(read_manifest(model_dir)["task"])
-    if task.objects:
-        raise VisionMLError(f"--quantize int8: {task.name} models are not supported yet (only image_classification "
-                            f"and image_classification_multilabel); export them without --quantize (fp32 ONNX)")
     out_dir = Path(out_dir)
     with staging_folder(out_dir) as tmp:
         fp32_dir = export_onnx(model_dir, tmp / "fp32", overrides, **options)
@@ -97,10 +94,13 @@ def export_int8(model_dir, out_dir, overrides: dict | None, quantize: QuantizeOp
         fp32 = _primary(fp32_dir, evaluation_data, quantize)
         _log(f"fp32 {fp32['name']} {fp32['value']:.4f} on {fp32['images']} images of {evaluation_data}")
         calibration = _calibration_records(fp32_dir, task, quantize)
+        prepared = tmp / "prepared.onnx"
+        _prepare(fp32_dir / ONNX_FILE, prepared, detector=task.objects)
+        plan = _plan(prepared, detector=task.objects)
         int8_dir = tmp / "int8"
         attempts = []
-        for kept in _fallbacks(fp32_dir / ONNX_FILE):
-            _quantize_into(fp32_dir, int8_dir, calibration, kept)
+        for kept in plan.fallbacks:
+            _quantize_into(fp32_dir, prepared, int8_dir, calibration, plan, kept)
             int8 = _primary(int8_dir, evaluation_data, quantize)
             attempts.append(Attempt(tuple(kept), int8["value"]))
             _log(f"int8 {int8['name']} {int8['value']:.4f}"
@@ -110,7 +110,7 @@ def export_int8(model_dir, out_dir, overrides: dict | None, quantize: QuantizeOp
                 break
         else:
             raise VisionMLError(_refusal(model_dir, fp32, attempts, quantize, evaluation_data))
-        _write_manifest(int8_dir, fp32, attempts, quantize, evaluation_data, len(calibration))
+        _write_manifest(int8_dir, fp32, attempts, quantize, evaluation_data, len(calibration), plan)
         publish_folder(int8_dir, out_dir, last=(MANIFEST,))
     return out_dir
 
@@ -210,23 +210,53 @@ def _calibration_reader(onnx_dir: Path, records: list):
 
 # -- quantization ------------------------------------------------------------------------------
 
-def _fallbacks(onnx_path: Path) -> list[list[str]]:
-    """The nodes to keep in fp32, attempt by attempt: none; then the first Conv and the last
-    Gemm/MatMul (the layers whose int8 error costs most: raw pixels in, logits out)."""
+@dataclass(frozen=True)
+class Plan:
+    """What is quantized: ``nodes`` (None: every node onnxruntime can quantize) and, attempt by
+    attempt, the nodes kept in fp32."""
+
+    nodes: tuple[str, ...] | None
+    fallbacks: tuple[tuple[str, ...], ...]
+    scope: str
+
+
+def _prepare(fp32_path: Path, prepared: Path, detector: bool) -> None:
+    """Shape inference and onnxruntime's basic graph optimisation, as its quantization guide asks
+    before quantizing; node names are taken from this graph. Detectors skip the symbolic shape
+    inference, which cannot follow the data-dependent sizes after NMS (ONNX's own inference runs)."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=detector)
+
+
+def _plan(prepared: Path, detector: bool) -> Plan:
+    """Classifiers: every quantizable node; kept in fp32 on the second attempt, the first Conv and
+    the last Gemm/MatMul (the layers whose int8 error costs most: raw pixels in, logits out).
+    Detectors: the backbone's convolutions only (where the time goes; box coding, NMS, RoI Align
+    and the heads stay fp32); kept in fp32 on the second attempt, the first Conv."""
     import onnx
 
-    nodes = onnx.load(str(onnx_path), load_external_data=False).graph.node
-    convs = [n.name for n in nodes if n.op_type == "Conv"]
-    heads = [n.name for n in nodes if n.op_type in ("Gemm", "MatMul")]
-    sensitive = [name for name in (convs[:1] + heads[-1:]) if name]
-    return [[], sensitive] if sensitive else [[]]
+    nodes = onnx.load(str(prepared), load_external_data=False).graph.node
+    convs = [n.name for n in nodes if n.op_type == "Conv" and n.name]
+    if detector:
+        backbone = [name for name in convs if "/backbone/" in name]
+        return Plan(tuple(backbone), ((), tuple(backbone[:1])), "backbone convolutions")
+    heads = [n.name for n in nodes if n.op_type in ("Gemm", "MatMul") and n.name]
+    sensitive = tuple(convs[:1] + heads[-1:])
+    return Plan(None, ((), sensitive) if sensitive else ((),), "every quantizable node")
 
 
-def _quantize_into(fp32_dir: Path, int8_dir: Path, records: list, kept_fp32: list[str]) -> None:
-    """``int8_dir``: the fp32 export's files, its ``model.onnx`` quantized (QDQ, per-channel int8
-    weights, uint8 activations calibrated on ``records``) with ``kept_fp32`` left as they are."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+def _quantize_into(fp32_dir: Path, prepared: Path, int8_dir: Path, records: list, plan: Plan,
+                   kept_fp32: tuple[str, ...]) -> None:
+    """``int8_dir``: the fp32 export's files, its graph (``prepared``) quantized as ``plan`` says
+    (QDQ, per-channel int8 weights, uint8 activations calibrated on ``records``) with
+    ``kept_fp32`` left as they are."""
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     if int8_dir.exists():
         shutil.rmtree(int8_dir)
@@ -234,17 +264,15 @@ def _quantize_into(fp32_dir: Path, int8_dir: Path, records: list, kept_fp32: lis
     for entry in fp32_dir.iterdir():
         if entry.name != ONNX_FILE:
             shutil.copy2(entry, int8_dir / entry.name)
+    nodes = None if plan.nodes is None else [n for n in plan.nodes if n not in kept_fp32]
     # reduce_range: 7-bit weights, so that the u8 x s8 products of CPUs without VNNI (AVX2) cannot
     # saturate their 16-bit accumulators, as onnxruntime's quantization guide advises.
-    prepared = int8_dir / "prepared.onnx"
-    # Shape inference and graph optimisation first, as onnxruntime's quantization guide asks.
-    quant_pre_process(str(fp32_dir / ONNX_FILE), str(prepared))
     quantize_static(str(prepared), str(int8_dir / ONNX_FILE), _calibration_reader(fp32_dir, records),
                     quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=list(kept_fp32),
+                    calibrate_method=CalibrationMethod.MinMax, nodes_to_quantize=nodes,
+                    nodes_to_exclude=list(kept_fp32),
                     extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
-    prepared.unlink()
     _set_sha256(int8_dir)
 
 
@@ -266,7 +294,7 @@ def _read_json(path: Path) -> dict:
 
 
 def _write_manifest(int8_dir: Path, fp32: dict, attempts: list[Attempt], quantize: QuantizeOptions, data,
-                    calibrated: int) -> None:
+                    calibrated: int, plan: Plan) -> None:
     """Add a ``quantization`` block to the int8 folder's manifest: both metrics, the nodes kept
     in fp32, how it was calibrated."""
     import onnxruntime
@@ -278,7 +306,7 @@ def _write_manifest(int8_dir: Path, fp32: dict, attempts: list[Attempt], quantiz
     chosen = attempts[-1]
     manifest["quantization"] = {
         "precision": "int8", "format": "QDQ", "weights": "int8, per channel, 7-bit range",
-        "activations": "uint8", "onnxruntime": onnxruntime.__version__,
+        "activations": "uint8", "quantized": plan.scope, "onnxruntime": onnxruntime.__version__,
         "calibration": {"data": str(quantize.calibration_data), "images": calibrated, "method": "minmax",
                         "seed": quantize.seed},
         "nodes_kept_fp32": list(chosen.kept_fp32),
