@@ -189,3 +189,106 @@ def test_kill_9_during_checkpoint_saves_never_leaves_half_a_checkpoint(sample_da
         *(f"epoch_{e:03d}.pt" for e in range(1, EPOCHS + 1)), "last.pt"]
     print(f"kills during saves: {kills} ({resumed_kills} of resumed runs), files checked whole: {checked}, "
           f"stale temporaries: {[p.name for p in _temporaries(run)]}")
+
+
+# ---- SIGINT / SIGTERM of the commands that write ----
+
+def _many_lines(data: dict, out: Path, copies: int) -> Path:
+    """``data``'s train and val lines, repeated with absolute image paths: enough work to interrupt."""
+    import json
+
+    lines = []
+    for split in ("train", "val"):
+        folder = Path(data[split]).parent
+        for line in Path(data[split]).read_text().splitlines():
+            record = json.loads(line)
+            record["image_url"] = str(folder / record["image_url"])
+            lines.append(json.dumps(record))
+    out.write_text("".join(f"{lines[i % len(lines)]}\n" for i in range(copies)))
+    return out
+
+
+def _valid_json(path: Path, key: str) -> None:
+    import json
+
+    assert key in json.loads(path.read_text()), path
+
+
+def _valid_onnx(path: Path) -> None:
+    import onnx
+
+    onnx.checker.check_model(onnx.load(str(path / "model.onnx")))
+    _valid_json(path / "manifest.json", "task") if (path / "manifest.json").exists() else None
+
+
+def _temporaries_or_staging(root: Path) -> list[Path]:
+    return sorted(p for p in Path(root).rglob("*") if p.name.endswith(".tmp") or ".export-" in p.name)
+
+
+SIGNALLED = [
+    ("convert", signal.SIGTERM), ("convert", signal.SIGINT),
+    ("evaluate", signal.SIGTERM), ("evaluate", signal.SIGINT),
+    ("export", signal.SIGTERM), ("export", signal.SIGINT),
+    ("predict", signal.SIGINT),  # SIGTERM of predict: tests/test_output_failures.py
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command, sig", SIGNALLED, ids=[f"{c}-{s.name}" for c, s in SIGNALLED])
+def test_a_signal_while_writing_leaves_the_output_absent_or_whole(command, sig, sample_data, model_folder, tmp_path):
+    """The signal is sent as soon as the command's temporary file or staging folder appears beside
+    its output (polled every 2 ms): the output is then absent or complete, no temporary is left,
+    the exit is 130/143 with one line and no traceback, and a rerun completes."""
+    data = sample_data("multiclass")
+    model = model_folder("multiclass")
+    work = tmp_path / "out"
+    work.mkdir()
+    many = _many_lines(data, tmp_path / "many.jsonl", 3000 if command != "predict" else 1500)
+    if command == "convert":
+        many = _many_lines(sample_data("image_object_detection"), tmp_path / "boxes.jsonl", 3000)
+        out, valid = work / "coco.json", lambda p: _valid_json(p, "images")
+        args = ["convert", "--from", "jsonl", "--to", "coco", many, "-o", out]
+    elif command == "evaluate":
+        out, valid = work / "metrics.json", json_loads
+        args = ["evaluate", "--model", model, "--data", many, "--output", out, "--plots", work / "plots"]
+    elif command == "export":
+        out, valid = work / "onnx", _valid_onnx
+        args = ["export", "--model", model, "--format", "onnx", "-o", out]
+    else:
+        out, valid = work / "preds.jsonl", lambda p: [json_loads_line(x) for x in p.read_text().splitlines()]
+        args = ["predict", "--model", model, many, "--output", out]
+
+    proc = _start(*args)
+    try:
+        seen = _wait_for(lambda: bool(_temporaries_or_staging(work)), proc, timeout=120, poll=0.002)
+        if proc.poll() is None:
+            proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        _stop(proc)
+    interrupted, left = proc.returncode != 0, out.exists()
+    assert proc.returncode in (0, 128 + sig), err
+    assert "Traceback" not in err, err
+    assert _temporaries_or_staging(work) == []
+    if left:  # the final name: absent, or whole
+        valid(out)
+    if interrupted:
+        assert seen, "interrupted before it began writing: the test tried nothing"
+
+    again = _run(*args)
+    assert again.returncode == 0, again.stderr
+    valid(out)
+    assert _temporaries_or_staging(work) == []
+    print(f"{command} {sig.name}: temporary seen {seen}, interrupted {interrupted}, output left {left}")
+
+
+def json_loads(path: Path):
+    import json
+
+    return json.loads(path.read_text())
+
+
+def json_loads_line(line: str):
+    import json
+
+    return json.loads(line)
