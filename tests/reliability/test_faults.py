@@ -292,3 +292,117 @@ def json_loads_line(line: str):
     import json
 
     return json.loads(line)
+
+
+# ---- a full disk: a real size-limited file system ----
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    """``small_disk(size)`` -> a folder on a fresh tmpfs of that size (mount needs root: CI and
+    this machine run as root; skipped, with the reason, where mounting is not permitted)."""
+    mounted = []
+
+    def make(size: str) -> Path:
+        point = tmp_path / f"disk{len(mounted)}"
+        point.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a {size} tmpfs here (needs root): {done.stderr.strip()}")
+        mounted.append(point)
+        return point
+
+    yield make
+    for point in mounted:
+        subprocess.run(["umount", "-l", str(point)], capture_output=True)
+
+
+def _fill(folder: Path) -> Path:
+    """Fill the file system holding ``folder`` to the last byte, as another program writing there
+    would; returns the folder of filler files (delete it to free the space)."""
+    fillers = folder / "filler"
+    fillers.mkdir()
+    for size in (2**20, 4096, 1):
+        for index in range(10**6):
+            try:
+                with open(fillers / f"{size}-{index}.bin", "wb") as handle:
+                    handle.write(b"\0" * size)
+            except OSError:
+                break
+    return fillers
+
+
+def _one_error_line(err: str, *words: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("visionml ") and "error" in line]
+    assert "Traceback" not in err, err
+    assert len(errors) == 1, err
+    for word in words:
+        assert word in errors[0], err
+    return errors[0]
+
+
+@pytest.mark.slow
+def test_a_disk_that_fills_during_training_is_one_error_and_keeps_the_last_checkpoint(sample_data, small_disk):
+    data = sample_data("multiclass")
+    run = small_disk("150m") / "run"  # room for last.pt (18 MB) twice, the model and the small files
+    epochs = 40  # 0.2 s each: the disk fills while the run is under way
+    cmd = [*_train_cmd(data, run, epochs, f"checkpoint_frequency={epochs}"), "--model-name", "mobilenet_v3_small"]
+    proc = _start(*cmd)
+    try:
+        assert _wait_for(lambda: (run / "checkpoints/last.pt").is_file(), proc), proc.communicate()[1]
+        filler = _fill(run.parent)  # the disk fills while later epochs run
+        _, err = proc.communicate(timeout=180)
+    finally:
+        _stop(proc)
+    assert proc.returncode == 1, err
+    line = _one_error_line(err, "No space left on device", str(run))
+    state = _checkpoint(run / "checkpoints/last.pt")  # the earlier checkpoint, whole
+    assert 1 <= state["epoch"] < epochs and not state["finished"]
+    assert _temporaries(run) == []
+    _assert_every_final_file_whole(run)  # last.pt and the best epoch's model folder, if written
+
+    shutil.rmtree(filler)  # space again: the run resumes from that checkpoint and finishes
+    resumed = _run("train", "--resume", "--output", run)
+    assert resumed.returncode == 0, resumed.stderr
+    assert _checkpoint(run / "checkpoints/last.pt")["finished"]
+    print(f"disk full during training: {line}")
+
+
+ONNX_FULL_DISK = pytest.mark.xfail(strict=True, reason=(
+    "defect in visionml/export/onnx.py _trace: the OSError of torch.onnx.export writing model.onnx is "
+    "caught by `except Exception` and reported as 'ONNX export failed for this model (OSError: [Errno 28] "
+    "No space left on device); use --backend torch or report it with the model_name': the file is not "
+    "named and the advice is wrong. Fix: re-raise OSError there (`except OSError: raise`) so that "
+    "staging_folder reports 'cannot write OUT/model.onnx: No space left on device; free some space ...'"))
+
+
+MLFLOW_TEMP_NAME = pytest.mark.xfail(strict=True, reason=(
+    "defect in visionml/export (MLflow): the error names the staging folder, 'cannot write "
+    "OUT/../.mlflow.XXXX.tmp/source/model/weights.safetensors', a name that is gone when the user reads "
+    "it; staging_folder(target) maps names under it to target's (visionml/fileio.py), the MLflow export "
+    "writes under a staging folder of its own whose OSError reaches the CLI as a VisionMLError already"))
+
+
+def _export_on_a_full_disk(fmt, model_folder, small_disk) -> tuple[str, Path]:
+    model = model_folder("multiclass")
+    disk = small_disk("2m")  # the tiny resnet18's weights alone are 45 MB
+    out = disk / fmt
+    done = _run("export", "--model", model, "--format", fmt, "-o", out)
+    assert done.returncode == 1, done.stderr
+    line = _one_error_line(done.stderr, "No space left on device", f"cannot write {disk}", "free some space")
+    assert not out.exists()
+    assert sorted(p.name for p in disk.iterdir()) == [], "the export left something on the full disk"
+    return line, out
+
+
+@pytest.mark.parametrize("fmt", [pytest.param("onnx", marks=ONNX_FULL_DISK), "mlflow"])
+def test_a_full_disk_during_export_is_one_error_and_leaves_nothing(fmt, model_folder, small_disk):
+    line, _ = _export_on_a_full_disk(fmt, model_folder, small_disk)
+    print(f"disk full during export: {line}")
+
+
+@MLFLOW_TEMP_NAME
+def test_a_full_disk_during_mlflow_export_names_the_output_not_its_staging_folder(model_folder, small_disk):
+    line, out = _export_on_a_full_disk("mlflow", model_folder, small_disk)
+    assert f"cannot write {out}/" in line and ".tmp" not in line, line
