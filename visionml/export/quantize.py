@@ -224,9 +224,16 @@ def _prepare(fp32_path: Path, prepared: Path, detector: bool) -> None:
     """Shape inference and onnxruntime's basic graph optimisation, as its quantization guide asks
     before quantizing; node names are taken from this graph. Detectors skip the symbolic shape
     inference, which cannot follow the data-dependent sizes after NMS (ONNX's own inference runs)."""
+    import contextlib
+    import tempfile
+
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=detector)
+    # When its symbolic shape inference fails, onnxruntime saves the graph as sym_shape_infer_temp.onnx
+    # plus a <uuid>.data file into the current folder: run it from a scratch folder, so nothing lands
+    # in the user's.
+    with tempfile.TemporaryDirectory(prefix="visionml-quant-") as scratch, contextlib.chdir(scratch):
+        quant_pre_process(str(Path(fp32_path).resolve()), str(Path(prepared).resolve()), skip_symbolic_shape=detector)
 
 
 def _plan(prepared: Path, detector: bool) -> Plan:
