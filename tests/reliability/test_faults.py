@@ -406,3 +406,91 @@ def test_a_full_disk_during_export_is_one_error_and_leaves_nothing(fmt, model_fo
 def test_a_full_disk_during_mlflow_export_names_the_output_not_its_staging_folder(model_folder, small_disk):
     line, out = _export_on_a_full_disk("mlflow", model_folder, small_disk)
     assert f"cannot write {out}/" in line and ".tmp" not in line, line
+
+
+# ---- the server under overload ----
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS in /proc/PID/status")
+
+
+def _score_body(image: bytes) -> bytes:
+    import base64
+    import json
+
+    return json.dumps({"input_data": {"columns": ["image"], "data": [base64.b64encode(image).decode()]}}).encode()
+
+
+def _probs(answer) -> list[float]:
+    answer = answer[0] if isinstance(answer, list) else answer
+    return answer["probs"]
+
+
+@pytest.mark.slow
+def test_an_overloaded_server_refuses_with_retry_after_and_never_mixes_up_answers(model_folder):
+    """16 client threads against --max-queue 2 for a bounded 320 requests over 16 distinct images:
+    refusals are 503 with Retry-After, every 200 is the offline prediction of its own image, the
+    server's memory stays flat, and afterwards every request is served."""
+    import threading
+
+    import httpx
+
+    from tests.support import ServeProcess, image_bytes
+    from visionml.predict.predictor import Predictor
+
+    model = model_folder("multiclass")
+    images = [image_bytes(width=64 + 8 * i, height=48 + 4 * i, seed=i) for i in range(16)]
+    offline = [Predictor.from_folder(model).predict([img])[0]["probs"] for img in images]
+    nearest_other = min(max(abs(a - b) for a, b in zip(offline[i], offline[j]))
+                        for i in range(16) for j in range(16) if i != j)
+    assert nearest_other > 1e-3, "two images predict alike: a mix-up would not show"
+
+    server = ServeProcess(model, "--max-queue", "2", "--max-batch", "2", "--device", "cpu")
+    try:
+        server.wait_ready()
+        with httpx.Client(timeout=60) as client:  # warm up: the first batches allocate what they keep
+            for img in images:
+                assert client.post(server.url + "/score", content=_score_body(img)).status_code == 200
+        before = _rss_kb(server.proc.pid)
+
+        results, lock = [], threading.Lock()
+
+        def client_loop(worker: int):
+            with httpx.Client(timeout=60) as client:
+                for k in range(20):
+                    index = (worker * 5 + k) % len(images)
+                    r = client.post(server.url + "/score", content=_score_body(images[index]))
+                    with lock:
+                        results.append((index, r.status_code, r.headers.get("retry-after"),
+                                        r.json() if r.status_code == 200 else r.text))
+
+        threads = [threading.Thread(target=client_loop, args=(w,)) for w in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+        assert not any(t.is_alive() for t in threads), "clients still waiting after 300 s"
+        after = _rss_kb(server.proc.pid)
+
+        statuses = [status for _, status, _, _ in results]
+        assert len(results) == 320 and set(statuses) <= {200, 503}, sorted(set(statuses))
+        refused = [r for r in results if r[1] == 503]
+        served = [r for r in results if r[1] == 200]
+        assert refused, "the queue never filled: the overload was not tried"
+        assert all(retry and int(retry) >= 1 for _, _, retry, _ in refused)
+        for index, _, _, answer in served:  # its own image's answer, not a neighbour's
+            assert max(abs(a - b) for a, b in zip(_probs(answer), offline[index])) < 1e-4, index
+        assert after <= before * 1.25 + 50_000, f"RSS grew from {before} kB to {after} kB"
+
+        with httpx.Client(timeout=60) as client:  # full service after the load
+            for index, img in enumerate(images):
+                r = client.post(server.url + "/score", content=_score_body(img))
+                assert r.status_code == 200, r.text
+                assert max(abs(a - b) for a, b in zip(_probs(r.json()), offline[index])) < 1e-4
+        print(f"overload: {len(results)} requests, {len(served)} served (all checked), {len(refused)} refused 503 "
+              f"with Retry-After, answers lost or mixed: 0, RSS {before} -> {after} kB")
+    finally:
+        server.stop()
