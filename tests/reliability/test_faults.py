@@ -149,9 +149,9 @@ def _assert_every_final_file_whole(run: Path) -> int:
 
 @pytest.mark.slow
 def test_kill_9_during_checkpoint_saves_never_leaves_half_a_checkpoint(sample_data, whole_run, tmp_path):
-    """SIGKILL at a random short delay after a checkpoint's temporary file appears (torch.save's
-    bytes are being written and fsynced), three times, resuming after each; then the run finishes
-    with the uninterrupted run's weights."""
+    """SIGKILL at a random short delay after a checkpoint's temporary file appears (its bytes are
+    being written and fsynced, or it was just renamed), four times, resuming after each; then the
+    run finishes with the uninterrupted run's weights, and no temporary file is left behind."""
     data = sample_data("multiclass")
     run = tmp_path / "run"
     rng = random.Random(18)
@@ -164,15 +164,22 @@ def test_kill_9_during_checkpoint_saves_never_leaves_half_a_checkpoint(sample_da
         return _train_cmd(data, run, EPOCHS, "checkpoint_frequency=1")
 
     resumed_kills = 0
-    while kills < 3:
+    # The save to kill in, counting the files each process writes (epoch_N.pt, then last.pt, per
+    # epoch): epoch 2's copy in a fresh run, then in the resumed runs the copy, last.pt, the copy.
+    for wanted in (3, 1, 2, 1):
         cmd = command()
         resumed_kills += cmd[1] == "--resume"
-        seen = set(_temporaries(run))
+        old = set(_temporaries(run))
+        fresh: set[Path] = set()
+
+        def saves_seen() -> bool:
+            fresh.update(p for p in _temporaries(run) if p not in old and p.parent.name == "checkpoints")
+            return len(fresh) >= wanted
+
         proc = _start(*cmd)
         try:
-            fresh = lambda: any(p not in seen and p.parent.name == "checkpoints" for p in _temporaries(run))  # noqa: E731
-            assert _wait_for(fresh, proc), "no checkpoint save was seen: " + proc.communicate()[1]
-            time.sleep(rng.uniform(0.0, 1.0))  # writing last.pt (~100 MB, fsync), or its epoch copy
+            assert _wait_for(saves_seen, proc, poll=0.002), "no checkpoint save was seen: " + proc.communicate()[1]
+            time.sleep(rng.uniform(0.0, 0.3))  # while that file (~135 MB, then fsync) is written, or just after
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
         finally:
@@ -187,8 +194,10 @@ def test_kill_9_during_checkpoint_saves_never_leaves_half_a_checkpoint(sample_da
     _assert_same_weights(_weights(whole_run), _weights(run))
     assert sorted(p.name for p in (run / "checkpoints").glob("*.pt")) == [
         *(f"epoch_{e:03d}.pt" for e in range(1, EPOCHS + 1)), "last.pt"]
-    print(f"kills during saves: {kills} ({resumed_kills} of resumed runs), files checked whole: {checked}, "
-          f"stale temporaries: {[p.name for p in _temporaries(run)]}")
+    # What the kills left half written under temporary names, up to a checkpoint's size each, is
+    # deleted on --resume.
+    assert _temporaries(run) == []
+    print(f"kills during saves: {kills} ({resumed_kills} of resumed runs), files checked whole: {checked}")
 
 
 # ---- SIGINT / SIGTERM of the commands that write ----

@@ -105,7 +105,25 @@ def end_epoch(run_dir: Path, state: State, model, optimizer, scheduler, precisio
                            copies=[rundir.epoch_checkpoint(run_dir, state.epoch)] if keep else [])
 
 
+def remove_stale_temporaries(run_dir: Path) -> list[Path]:
+    """Delete what a run killed mid-save (``kill -9``, a power cut) left: the temporary files of
+    checkpoints (``checkpoints/.last.pt.1a2b3c4d.tmp``, each as large as a checkpoint) and the staging
+    folders of the model folder (``.model.1a2b3c4d.tmp``). Nothing else writes there while a run is
+    resumed; their final names were never replaced by them, so nothing finished is lost."""
+    import shutil
+
+    stale = [*(run_dir / rundir.CHECKPOINT).parent.glob(".*.pt.*.tmp"), *run_dir.glob(f".{rundir.MODEL_DIR}.*.tmp")]
+    for path in stale:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return stale
+
+
 def restore(run_dir: Path, model, optimizer, scheduler, precision, info) -> State:
+    if info.is_main:
+        remove_stale_temporaries(run_dir)
     checkpoint = rundir.load_checkpoint(run_dir / rundir.CHECKPOINT)
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
