@@ -252,7 +252,7 @@ def test_a_signal_while_writing_leaves_the_output_absent_or_whole(command, sig, 
     model = model_folder("multiclass")
     work = tmp_path / "out"
     work.mkdir()
-    many = _many_lines(data, tmp_path / "many.jsonl", 3000 if command != "predict" else 1500)
+    many = _many_lines(data, tmp_path / "many.jsonl", {"predict": 400, "evaluate": 800}.get(command, 3000))
     if command == "convert":
         many = _many_lines(sample_data("image_object_detection"), tmp_path / "boxes.jsonl", 3000)
         out, valid = work / "coco.json", lambda p: _valid_json(p, "images")
