@@ -154,8 +154,10 @@ def staging_folder(target):
     try:
         yield tmp
     except OSError as exc:
-        staged = Path(exc.filename) if exc.filename is not None else None
-        if staged is None or staged == tmp or tmp in staged.parents:
+        # A copy's error names its source as filename and what it wrote as filename2 (shutil).
+        names = [Path(n) for n in (exc.filename2, exc.filename) if n is not None]
+        staged = next((n for n in names if n == tmp or tmp in n.parents), None)
+        if staged is not None or not names:
             raise write_error(target / staged.relative_to(tmp) if staged else target, exc) from None
         raise
     finally:

@@ -529,6 +529,8 @@ def _trace(model, args, path: Path, inputs, outputs, axes) -> None:
         try:
             torch.onnx.export(model, args, str(path), input_names=inputs, output_names=outputs,
                               dynamic_axes=axes, opset_version=OPSET, do_constant_folding=True, dynamo=False)
+        except OSError:  # writing model.onnx failed (a full disk, ...): the caller names the file and what to do
+            raise
         except Exception as exc:  # the exporter raises many types; all mean "this model did not export"
             raise VisionMLError(f"ONNX export failed for this model ({type(exc).__name__}: "
                                 f"{str(exc).splitlines()[0] if str(exc) else ''}); use --backend torch "
