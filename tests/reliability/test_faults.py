@@ -200,6 +200,43 @@ def test_kill_9_during_checkpoint_saves_never_leaves_half_a_checkpoint(sample_da
     print(f"kills during saves: {kills} ({resumed_kills} of resumed runs), files checked whole: {checked}")
 
 
+
+def test_a_kill_between_the_two_checkpoint_writes_of_a_save_loses_no_kept_checkpoint(sample_data, tmp_path,
+                                                                                     monkeypatch):
+    """The deterministic form of one kill above: a save writes two files (the kept epoch copy and
+    last.pt); the process dies after the first of epoch 2's. --resume must still end with every
+    kept copy: written last.pt-first, epoch_002.pt was never written at all."""
+    from visionml.train import TrainOptions, rundir, train
+
+    from tests.support import fast_settings
+
+    settings = {**fast_settings("multiclass"), "number_of_epochs": 3, "warmup_cosine_lr_warmup_epochs": 0,
+                "early_stopping": False, "checkpoint_frequency": 1}
+    options = dict(task="multiclass", training_data=sample_data("multiclass")["train"],
+                   validation_data=sample_data("multiclass")["val"], output=tmp_path / "run", pretrained=False,
+                   preset="cpu", seed=3, precision="fp32", device="cpu", overrides=settings)
+    written = []
+    real = rundir.write_bytes_atomic
+
+    def dies_after_one_file_of_epoch_2(target, data, **kw):
+        if Path(target).suffix == ".pt":
+            written.append(Path(target).name)
+            if len(written) == 4:  # epoch 1: two files; epoch 2: the first went through
+                raise KeyboardInterrupt  # the process is gone before the second file
+        return real(target, data, **kw)
+
+    monkeypatch.setattr(rundir, "write_bytes_atomic", dies_after_one_file_of_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainOptions(**options))
+    monkeypatch.setattr(rundir, "write_bytes_atomic", real)
+    train(TrainOptions(**options, resume=True))
+    run = tmp_path / "run"
+    assert sorted(p.name for p in (run / "checkpoints").glob("*.pt")) == [
+        "epoch_001.pt", "epoch_002.pt", "epoch_003.pt", "last.pt"]
+    for epoch in (1, 2, 3):
+        assert _checkpoint(run / f"checkpoints/epoch_{epoch:03d}.pt")["epoch"] == epoch
+
+
 # ---- SIGINT / SIGTERM of the commands that write ----
 
 def _many_lines(data: dict, out: Path, copies: int) -> Path:
