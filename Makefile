@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.visionml-setup-stamp
 DEMO_DIR ?= demo
 
-.PHONY: setup demo test fuzz clean-demo
+.PHONY: setup demo test test-quick fuzz clean-demo
 
 setup: $(STAMP)
 
@@ -18,6 +18,11 @@ $(STAMP): pyproject.toml
 
 test: setup
 	$(PY) -m pytest -q tests
+
+# The suite without the tests marked slow (training through the CLI end to end, sweeps in worker
+# processes, PostgreSQL, server subprocesses, browsers): a quick check while editing.
+test-quick: setup
+	$(PY) -m pytest -q -m 'not slow' tests
 
 # The fuzz properties of tests/reliability for FUZZ_SECONDS per group (benchmarks/fuzz.py).
 FUZZ_SECONDS ?= 600
