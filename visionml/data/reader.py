@@ -120,7 +120,8 @@ def load_dataset(path, task: str | None = None, *, datastores: dict[str, str] | 
         kept_lines -= overruled
     sort_problems(problems, sources)
     sort_problems(warnings, sources)
-    counts = class_counts(records)
+    # The task counts its own classes (a registered task may name them from the record otherwise).
+    counts = final_task.class_counts(records) if final_task is not None else class_counts(records)
     integer = "int" in types and set(types) <= {"int", None}
     return LoadedData(records=records, task=final_task.name if final_task else None,
                       labels=label_order(counts, integer), problems=problems, sources=list(sources),
@@ -137,7 +138,8 @@ def label_order(names, integer: bool) -> list[str]:
 
 
 def class_counts(records: list[ImageRecord]) -> Counter:
-    """Objects per class (detection, segmentation) or images per class (classification).
+    """Objects per class (detection, segmentation) or images per class (classification), for
+    records of no known task; ``Task.class_counts`` counts a known task's.
     map/chain keep the walk over millions of objects in C."""
     counts = Counter(map(attrgetter("label"), chain.from_iterable(map(attrgetter("objects"), records))))
     labels = [label for label in map(attrgetter("label"), records) if label]
