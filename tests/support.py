@@ -6,6 +6,7 @@ imports a conftest."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import socket
@@ -115,6 +116,35 @@ def tiny_model_folder(path, task: str, model_name: str | None = None, labels=LAB
                                        adjust=adjust)
 
 
+def stop_process(proc) -> None:
+    """Terminate ``proc`` (a Popen) if it still runs; kill it when it does not stop within 15 s."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def loopback_http_server(handler):
+    """A ``http.server`` with ``handler`` (a BaseHTTPRequestHandler class or factory) on a free
+    loopback port, in a thread; yields its base URL and stops it on failure too."""
+    import http.server
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=10)
+
+
 class ThreadServer:
     """uvicorn serving an app in a thread of the test process on a free loopback port; use it as
     a context manager so it stops on failure too."""
@@ -174,11 +204,5 @@ class ServeProcess:
             return fp.read()
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self._log.close()

@@ -12,13 +12,12 @@ import http.server
 import io
 import json
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.support import FAST_TRAINING, free_port
+from tests.support import FAST_TRAINING, free_port, loopback_http_server
 from visionml.cli import main
 from visionml.models.weights import weights_location
 
@@ -65,16 +64,8 @@ def published(tmp_path_factory):
 def server(published):
     """A loopback HTTP server serving the published files; stopped when the module's tests end, failed or not."""
     _Publisher.cut_short = frozenset({_file("mobilenetv2")})
-    handler = functools.partial(_Publisher, directory=str(published["folder"]))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=10)
+    with loopback_http_server(functools.partial(_Publisher, directory=str(published["folder"]))) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

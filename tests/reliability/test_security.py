@@ -21,7 +21,6 @@ import io
 import os
 import pickle
 import shutil
-import threading
 import time
 from pathlib import Path
 
@@ -35,7 +34,7 @@ import visionml
 from visionml.cli import main
 from visionml.data.resolve import cache_path, fetch, resolve_image_url
 
-from tests.support import ServeProcess, ThreadServer, image_bytes, train_args
+from tests.support import ServeProcess, ThreadServer, image_bytes, loopback_http_server, train_args
 
 from .fuzzing import TRIED, _png_header_only, budget, run_cli
 
@@ -554,16 +553,8 @@ class _Hostile(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def hostile_server():
     _Hostile.hits = []
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hostile)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)
+    with loopback_http_server(_Hostile) as url:
+        yield url
 
 
 @pytest.mark.parametrize("path, kwargs, words, seconds", [
