@@ -63,13 +63,13 @@ def new_model(task, model_name, hp, labels):
 def visionml_loop(task, model, optimizer, batches, hp, labels, records, precision_name):
     import torch
 
-    from visionml.train.adapters import ADAPTERS
+    from visionml.tasks import get_task
     from visionml.train.loop import resolve_precision, train_one_epoch
 
-    adapter = ADAPTERS[task]
-    criterion = adapter.make_criterion(hp, labels, records)
+    task = get_task(task)  # the task object is the training adapter since the task table (issue 14)
+    criterion = task.criterion(hp, labels, records)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    stats = train_one_epoch(model, batches, optimizer, scheduler, adapter, criterion, device=torch.device("cpu"),
+    stats = train_one_epoch(model, batches, optimizer, scheduler, task, criterion, device=torch.device("cpu"),
                             precision=resolve_precision(precision_name, torch.device("cpu")), epoch=1)
     return stats["images"] / stats["seconds"]
 
