@@ -18,7 +18,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="address to listen on (default 127.0.0.1; 0.0.0.0 exposes it to the network)")
     parser.add_argument("--port", type=int, default=5001, help="port (default 5001)")
     parser.add_argument("--api-key", default=None,
-                        help=f"require 'Authorization: Bearer KEY' on /score (default: ${API_KEY_ENV} if set)")
+                        help=f"require 'Authorization: Bearer KEY' on /score (default: ${API_KEY_ENV} if set; prefer the "
+                        f"variable on shared machines: a command-line key shows in ps)")
     parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                         help="torch (the model folder) or onnx (a folder from `visionml export --format onnx`)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
