@@ -48,6 +48,8 @@ from visionml.models.registry import build_model
 from visionml.predict.onnx_backend import open_session
 from visionml.tasks import DETECTION
 
+from bench_export import images as pictures  # the same test pictures (a script beside this one)
+
 NAME = "fasterrcnn_mobilenet_v3_large_fpn"
 LABELS = ["circle", "square", "star", "triangle"]
 SIDE = 320
@@ -70,16 +72,6 @@ def export(model_dir: Path, out: Path, batch_size: int) -> Path:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"  exported batch {batch_size} in {time.perf_counter() - start:.1f}s (peak memory so far {peak:.1f} GiB)",
           flush=True)
-    return out
-
-
-def pictures(count: int) -> list[Image.Image]:
-    rng = np.random.default_rng(0)
-    out = []
-    for _ in range(count):
-        pixels = rng.integers(0, 255, size=(480, 640, 3), dtype=np.uint8)
-        pixels[120:360, 200:440] = rng.integers(0, 255, size=3)
-        out.append(Image.fromarray(pixels))
     return out
 
 

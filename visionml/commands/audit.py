@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._args import int_at_least
+from ._args import add_datastore, int_at_least
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -21,8 +21,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="the validation set, checked against DATA for images in both")
     parser.add_argument("--output", "-o", metavar="DIR", help="write audit.json and the PNG plots into this folder")
     parser.add_argument("--task", help="the task the data is for (inferred from the labels when left out)")
-    parser.add_argument("--datastore", action="append", default=[], metavar="NAME=DIR",
-                        help="map an azureml:// datastore in DATA to a local folder (repeatable)")
+    add_datastore(parser, "map an azureml:// datastore in DATA to a local folder (repeatable)")
     parser.add_argument("--max-distance", type=int_at_least(0), default=None, metavar="BITS",
                         help="most bits two perceptual hashes may differ in for near-duplicates (default 4; "
                         "0: only pictures that hash the same)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._args import int_at_least
+from ._args import add_datastore, int_at_least
 
 # Kept here (not imported from visionml.convert) so that `visionml --help` stays cheap.
 FROM_FORMATS = ("coco", "voc", "yolo", "imagefolder", "csv", "masks", "jsonl")
@@ -47,8 +47,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="voc: what to do with objects marked difficult (default keep)")
     parser.add_argument("--mask-label", default="object", metavar="NAME",
                         help="masks: the class name of every instance (default 'object')")
-    parser.add_argument("--datastore", action="append", default=[], metavar="NAME=DIR",
-                        help="jsonl in: map an azureml:// datastore to a local folder")
+    add_datastore(parser, "jsonl in: map an azureml:// datastore to a local folder")
     parser.set_defaults(func=run)
     return parser
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._args import int_at_least
+from ._args import add_datastore, add_device, int_at_least
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -18,16 +18,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--data", required=True, metavar="DATA", help="labelled JSONL file or MLTable")
     parser.add_argument("--output", "-o", metavar="FILE", help="write the metrics as JSON (e.g. metrics.json)")
     parser.add_argument("--plots", metavar="DIR", help="write PNG plots into this folder")
-    parser.add_argument("--datastore", action="append", default=[], metavar="NAME=DIR",
-                        help="map an azureml:// datastore in DATA to a local folder (repeatable)")
+    add_datastore(parser, "map an azureml:// datastore in DATA to a local folder (repeatable)")
     parser.add_argument("--batch-size", type=int_at_least(1), default=None, metavar="N",
                         help="images per forward pass (default: the model's validation_batch_size)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="change an inference setting, e.g. --set box_score_threshold=0.05 (repeatable)")
     parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                         help="torch (the model folder) or onnx (a folder from `visionml export --format onnx`)")
-    parser.add_argument("--device", default="auto",
-                        help="auto (default: cuda when available, else cpu), cpu, cuda or cuda:N")
+    add_device(parser)
     parser.set_defaults(func=run)
     return parser
 

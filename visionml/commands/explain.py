@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._args import add_device
+
 ALGORITHMS = ("xrai", "integrated_gradients", "guided_gradcam", "guided_backprop")
 
 
@@ -26,8 +28,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                         help="an xai_parameters value, e.g. --set n_steps=100 --set "
                         "confidence_score_threshold_multilabel=0.3 (repeatable)")
-    parser.add_argument("--device", default="auto",
-                        help="auto (default: cuda when available, else cpu), cpu, cuda or cuda:N")
+    add_device(parser)
     parser.set_defaults(func=run)
     return parser
 

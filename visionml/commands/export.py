@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._args import add_datastore
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -61,8 +63,7 @@ def _add_quantize_arguments(parser) -> None:
     group.add_argument("--max-drop", type=_fraction, default=DEFAULT_MAX_DROP, metavar="D",
                        help=f"largest loss of the primary metric int8 may have (default {DEFAULT_MAX_DROP}: one "
                        "accuracy point)")
-    group.add_argument("--datastore", action="append", default=[], metavar="NAME=DIR",
-                       help="map an azureml:// datastore in the data to a local folder (repeatable)")
+    add_datastore(group, "map an azureml:// datastore in the data to a local folder (repeatable)")
 
 
 def _fraction(text: str) -> float:

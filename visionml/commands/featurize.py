@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._args import int_at_least
+from ._args import add_datastore, add_device, int_at_least
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -21,10 +21,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--output", "-o", metavar="FILE", help="JSON lines file to write (default: stdout)")
     parser.add_argument("--batch-size", type=int_at_least(1), default=None, metavar="N",
                         help="images per forward pass (default: the model's validation_batch_size)")
-    parser.add_argument("--device", default="auto",
-                        help="auto (default: cuda when available, else cpu), cpu, cuda or cuda:N")
-    parser.add_argument("--datastore", action="append", default=[], metavar="NAME=DIR",
-                        help="map an azureml:// datastore in JSONL inputs to a local folder (repeatable)")
+    add_device(parser)
+    add_datastore(parser, "map an azureml:// datastore in JSONL inputs to a local folder (repeatable)")
     parser.set_defaults(func=run)
     return parser
 

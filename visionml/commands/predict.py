@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._args import int_at_least
+from ._args import add_datastore, add_device, int_at_least
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -25,10 +25,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="torch (the model folder) or onnx (a folder from `visionml export --format onnx`)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="change an inference setting, e.g. --set box_score_threshold=0.5 (repeatable)")
-    parser.add_argument("--device", default="auto",
-                        help="auto (default: cuda when available, else cpu), cpu, cuda or cuda:N")
-    parser.add_argument("--datastore", action="append", default=[], metavar="NAME=DIR",
-                        help="map an azureml:// datastore in JSONL inputs to a local folder (repeatable)")
+    add_device(parser)
+    add_datastore(parser, "map an azureml:// datastore in JSONL inputs to a local folder (repeatable)")
     parser.add_argument("--labeled-dataset", metavar="FILE", default=None,
                         help="also write the predictions as training data (the JSONL schema `visionml train` "
                         "reads, with Azure's label_confidence beside each label)")

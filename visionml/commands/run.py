@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._args import add_device
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
@@ -16,8 +18,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--preset", metavar="NAME", help="a named group of hyperparameters under the job's own (e.g. cpu)")
     p.add_argument("--no-pretrained", dest="pretrained", action="store_false", default=None,
                    help="train from random weights (no downloads)")
-    p.add_argument("--device", default="auto",
-                   help="auto (default: cuda when available, else cpu), cpu, cuda or cuda:N")
+    add_device(p)
     p.add_argument("--seed", type=int, default=0, help="seeds the sampler and every trial (default 0)")
     p.set_defaults(func=run)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._args import add_device
+
 API_KEY_ENV = "VISIONML_API_KEY"
 
 
@@ -24,8 +26,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="torch (the model folder) or onnx (a folder from `visionml export --format onnx`)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="change an inference setting, e.g. --set box_score_threshold=0.5 (repeatable)")
-    parser.add_argument("--device", default="auto",
-                        help="auto (default: cuda when available, else cpu), cpu, cuda or cuda:N")
+    add_device(parser)
     parser.add_argument("--max-body-mb", type=float, default=None, metavar="N",
                         help="refuse request bodies over N MB with 413 (default 64)")
     parser.add_argument("--max-batch", type=int, default=None, metavar="N",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+
+from ._args import add_datastore, add_device
 import os
 
 
@@ -23,8 +25,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="a hyperparameter by its Azure name, e.g. --set number_of_epochs=10 (repeatable)")
     parser.add_argument("--output", "-o", metavar="DIR",
                         help="the run folder (default: the next free runs/train, runs/train2, ...)")
-    parser.add_argument("--device", default="auto",
-                        help="auto (default: cuda when available, else cpu), cpu, cuda or cuda:N")
+    add_device(parser)
     parser.add_argument("--no-pretrained", dest="pretrained", action="store_false", default=None,
                         help="start from random weights instead of ImageNet/COCO weights")
     parser.add_argument("--preset", metavar="NAME",
@@ -46,8 +47,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"),
                         help="auto (default): fp16 mixed precision on CUDA, fp32 on CPU; bf16 is ~2x faster on "
                         "CPUs that compute it natively (AVX512-BF16, AMX) and runs as fp32 on the others")
-    parser.add_argument("--datastore", action="append", default=[], metavar="NAME=DIR",
-                        help="map an azureml:// datastore to a local folder (repeatable)")
+    add_datastore(parser)
     parser.add_argument("--workers", type=int, metavar="N",
                         help="data loader processes (default: 0 on 1-2 CPUs, else min(8, CPUs/2))")
     parser.set_defaults(func=run)

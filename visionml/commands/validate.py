@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._args import add_datastore
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -18,9 +20,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "when anything is invalid (docs/data.md).")
     parser.add_argument("data", metavar="DATA", help="a JSONL file, an MLTable file or an MLTable folder")
     parser.add_argument("--task", help="the task the data is for (inferred from the labels when left out)")
-    parser.add_argument("--datastore", action="append", default=[], metavar="NAME=DIR",
-                        help="map an azureml:// datastore to a local folder (repeatable; also "
-                        "VISIONML_DATASTORES=name=DIR,...)")
+    add_datastore(parser, "map an azureml:// datastore to a local folder (repeatable; also "
+                  "VISIONML_DATASTORES=name=DIR,...)")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     parser.add_argument("--no-image-check", action="store_true",
                         help="check the lines only, do not open the images (for huge files); image "

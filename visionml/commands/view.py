@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._args import add_datastore, add_device
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -24,14 +26,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="address to listen on (default 127.0.0.1; 0.0.0.0 exposes it to the network)")
     parser.add_argument("--port", type=int, default=5002, help="port (default 5002)")
     parser.add_argument("--task", help="the task the data is for (inferred from the labels when left out)")
-    parser.add_argument("--datastore", action="append", default=[], metavar="NAME=DIR",
-                        help="map an azureml:// datastore in DATA to a local folder (repeatable)")
+    add_datastore(parser, "map an azureml:// datastore in DATA to a local folder (repeatable)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="with --model, change an inference setting (e.g. --set box_score_threshold=0.5); "
                         "with --predictions, the matching's --set validation_iou_threshold=0.75 (default 0.5); "
                         "repeatable")
-    parser.add_argument("--device", default="auto",
-                        help="auto (default: cuda when available, else cpu), cpu, cuda or cuda:N")
+    add_device(parser)
     parser.add_argument("--cache-dir", metavar="DIR", help="where thumbnails are kept (default: the user's cache)")
     parser.set_defaults(func=run)
     return parser
