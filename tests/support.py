@@ -145,6 +145,28 @@ def loopback_http_server(handler):
         thread.join(timeout=10)
 
 
+def calibrate_batch_norm(model, images) -> None:
+    """Set the BatchNorm statistics of the backbone (and of SSD's head) from ``images`` (an
+    untrained network's are 0 and 1, which shrinks its activations layer by layer until every
+    image looks the same). ``images``: [3, H, W] float tensors in [0, 1]."""
+    import torch
+
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a plain average over the batch
+    model.eval()
+    batch = model.transform(images)[0].tensors
+    model.train()
+    with torch.no_grad():
+        features = model.backbone(batch)
+        if hasattr(model, "head"):  # one-stage detectors: the head sees every pyramid level
+            model.head(list(features.values()))
+    for norm in norms:
+        norm.momentum = 0.1
+    model.eval()
+
+
 class ThreadServer:
     """uvicorn serving an app in a thread of the test process on a free loopback port; use it as
     a context manager so it stops on failure too."""

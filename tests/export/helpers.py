@@ -11,6 +11,8 @@ from scipy.optimize import linear_sum_assignment
 from visionml.geometry import polygon_norm_to_abs, polygons_abs_to_mask
 from visionml.tasks import DETECTION, MULTICLASS, MULTILABEL, SEGMENTATION
 
+from tests.support import calibrate_batch_norm
+
 # The box head runs once per proposal: 1000 by default, far more work than these tests need.
 FEW_PROPOSALS = {"rpn_pre_nms_top_n_test": 200, "rpn_post_nms_top_n_test": 100}
 # On top of tests/support.py's TINY: the inference settings a trained model would carry, and for
@@ -71,26 +73,6 @@ def _colour_stem(model) -> None:
     with torch.no_grad():
         mean = stem.weight.mean(dim=(2, 3), keepdim=True)
         stem.weight.copy_(mean.expand_as(stem.weight))
-
-
-def _calibrate_batch_norm(model, images) -> None:
-    """Set the BatchNorm statistics of the backbone (and of SSD's head) from ``images`` (an
-    untrained network's are 0 and 1, which shrinks its activations layer by layer until every
-    image looks the same)."""
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None  # a plain average over the batch
-    model.eval()
-    batch = model.transform(images)[0].tensors
-    model.train()
-    with torch.no_grad():
-        features = model.backbone(batch)
-        if hasattr(model, "head"):  # one-stage detectors: the head sees every pyramid level
-            model.head(list(features.values()))
-    for norm in norms:
-        norm.momentum = 0.1
-    model.eval()
 
 
 def _gate(model, gate: str, with_objects, without_objects) -> None:
@@ -160,7 +142,7 @@ def adjust_one_stage(model, images) -> None:
         with torch.no_grad():
             head.cls_logits.weight.mul_(10)
     else:
-        _calibrate_batch_norm(model, [read_image(p) for p in images])
+        calibrate_batch_norm(model, [read_image(p) for p in images])
 
 
 def gate_detector(model, gate: str, min_size: int, with_objects, without_objects) -> None:
@@ -169,7 +151,7 @@ def gate_detector(model, gate: str, min_size: int, with_objects, without_objects
     _colour_stem(model)
     found = [read_image(p) for p in with_objects]
     empty = [read_image(p) for p in without_objects] + [old_trace_noise(min_size)]
-    _calibrate_batch_norm(model, found + empty)
+    calibrate_batch_norm(model, found + empty)
     spread_box_scores(model)
     _gate(model, gate, found, empty)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import free_port, stop_process
+from tests.support import calibrate_batch_norm, free_port, stop_process
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -151,19 +151,9 @@ def calibrated_detector(images):
     def adjust(model):
         pixels = [torch.from_numpy(np.asarray(Image.open(p).convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)
                   for p in images]
-        norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-        for norm in norms:
-            norm.reset_running_stats()
-            norm.momentum = None  # a plain average over the batch
-        model.eval()
-        batch = model.transform(pixels)[0].tensors
-        model.train()
+        calibrate_batch_norm(model, pixels)
         with torch.no_grad():
-            model.backbone(batch)
             model.roi_heads.box_predictor.cls_score.weight.mul_(20)
-        for norm in norms:
-            norm.momentum = 0.1
-        model.eval()
 
     return adjust
 
