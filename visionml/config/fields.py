@@ -1,0 +1,206 @@
+"""The typed-field machinery: ``Param``, one definition of a setting (type, default, range, choices,
+groups), and the one value parser behind it, by kind, never ``eval``.
+
+``Param.parse`` turns a string (``--set``, ``key=value`` lines) or a YAML/JSON value into a checked
+value; ``Param.parse_noted`` also says when a ``clamp`` setting was clamped. The hyperparameter table
+(``hyperparameters.py``) is made of these.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import UsageError, did_you_mean
+from ..tasks import get_task
+
+# Parameter groups: a task lists the groups that apply to it (Task.param_groups).
+ALL = ("all",)
+CLS = ("classification",)
+DET = ("detection",)
+SEG = ("segmentation",)
+
+# Azure parses booleans with strtobool (y/yes/t/true/on/1) and its log_* settings as Enable/Disable.
+_TRUE = {"true", "1", "yes", "on", "y", "t", "enable", "enabled"}
+_FALSE = {"false", "0", "no", "off", "n", "f", "disable", "disabled"}
+_NONE = {"none", "null", ""}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One hyperparameter: its type, default (one value, or one per group), range and groups."""
+
+    name: str
+    kind: str  # int, float, bool, choice, model, grid ("3x2"), ints ("16,32,64")
+    default: Any
+    groups: tuple[str, ...] = ALL
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # True: low itself is not allowed
+    high_open: bool = False
+    choices: tuple = ()
+    optional: bool = False  # None allowed ("none"/"null")
+    azure: bool = True
+    inference: bool = False
+    """A deployment may change it without retraining (``--set`` on predict, serve, evaluate)."""
+    help: str = ""
+    aliases: tuple[str, ...] = ()
+    """Azure's other spellings of this key (SDK v1 and its internal settings names)."""
+    clamp: bool = False
+    """Out of [low, high]: clamped with a warning (as Azure does) instead of refused."""
+
+    def applies_to(self, task) -> bool:
+        return any(group in get_task(task).param_groups for group in self.groups)
+
+    def default_for(self, task):
+        """The default for ``task``: the task's own (Azure's per-task values), else its most specific group's."""
+        task = get_task(task)
+        if self.name in task.hp_defaults:
+            return task.hp_defaults[self.name]
+        if isinstance(self.default, dict):
+            return next((self.default[g] for g in reversed(task.param_groups) if g in self.default), None)
+        return self.default
+
+    def parse(self, raw, task: str | None = None):
+        """Turn ``raw`` (a string from --set, or a YAML/JSON value) into a checked value."""
+        return self.parse_noted(raw, task)[0]
+
+    def parse_noted(self, raw, task: str | None = None) -> tuple[Any, str | None]:
+        """``(value, warning or None)``: ``parse``, saying when a ``clamp`` parameter was clamped."""
+        is_choice = isinstance(raw, str) and raw.strip().lower() in (str(c).lower() for c in self.choices)
+        if raw is None or (isinstance(raw, str) and raw.strip().lower() in _NONE and not is_choice):
+            if self.optional:
+                return None, None
+            raise UsageError(f"{self.name} needs a value ({self.describe()})")
+        value = _PARSERS[self.kind](self, raw)
+        note = None
+        if self.clamp and isinstance(value, (int, float)) and not isinstance(value, bool):
+            clamped = min(max(value, self.low), self.high)
+            if clamped != value:
+                note = (f"warning: {self.name}={raw!r} is outside [{_fmt(self.low, '')}, {_fmt(self.high, '')}]: "
+                        f"clamped to {clamped:g}, as Azure does")
+                value = clamped
+        self._check_range(value, raw)
+        if self.kind == "model" and task is not None:
+            from ..models.registry import get_spec
+
+            value = get_spec(value, task).name
+        return value, note
+
+    def _check_range(self, value, raw) -> None:
+        items = value if isinstance(value, tuple) else (value,)
+        for item in items:
+            if not isinstance(item, (int, float)) or isinstance(item, bool):
+                continue
+            too_low = self.low is not None and (item < self.low or (self.low_open and item == self.low))
+            too_high = self.high is not None and (item > self.high or (self.high_open and item == self.high))
+            if too_low or too_high:
+                raise UsageError(f"{self.name}={raw!r} is out of range: it must be {self.describe()}")
+
+    def describe(self) -> str:
+        if self.kind == "choice":
+            text = "one of " + ", ".join(str(c) for c in self.choices)
+        elif self.kind == "grid":
+            text = 'a grid "COLSxROWS" such as "3x2"'
+        elif self.kind == "ints":
+            text = "comma-separated positive integers such as 16,32,64"
+        elif self.kind == "model":
+            text = "a model name from `visionml models`"
+        elif self.kind == "bool":
+            text = "true or false"
+        else:
+            text = "an integer" if self.kind == "int" else "a number"
+            if self.low is not None or self.high is not None:
+                lo = "(" if self.low_open else "["
+                hi = ")" if self.high_open else "]"
+                text += f" in {lo}{_fmt(self.low, '-inf')}, {_fmt(self.high, 'inf')}{hi}"
+        return text + (", or none" if self.optional else "")
+
+
+def _fmt(x, missing):
+    return missing if x is None else f"{x:g}"
+
+
+def _parse_int(p: Param, raw) -> int:
+    if isinstance(raw, bool):
+        raise UsageError(f"{p.name}={raw!r} is not an integer")
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, float) and raw.is_integer():
+        return int(raw)
+    if isinstance(raw, str) and re.fullmatch(r"\s*[+-]?\d+\s*", raw):
+        return int(raw)
+    raise UsageError(f"{p.name}={raw!r} is not an integer ({p.describe()})")
+
+
+def _parse_float(p: Param, raw) -> float:
+    if isinstance(raw, bool):
+        raise UsageError(f"{p.name}={raw!r} is not a number")
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise UsageError(f"{p.name}={raw!r} is not a number ({p.describe()})") from None
+    if not math.isfinite(value):
+        raise UsageError(f"{p.name}={raw!r} must be a finite number")
+    return value
+
+
+def _parse_bool(p: Param, raw) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, int) and raw in (0, 1):
+        return bool(raw)
+    text = str(raw).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise UsageError(f"{p.name}={raw!r} is not a boolean: use true or false (or 1/0)")
+
+
+def _parse_choice(p: Param, raw):
+    for choice in p.choices:
+        if str(raw).strip().lower() == str(choice).lower():
+            return choice
+    hint = did_you_mean(str(raw).strip().lower(), p.choices, n=2, cutoff=0.5)
+    raise UsageError(f"{p.name}={raw!r} is not valid: use {p.describe()}.{hint}")
+
+
+def _parse_model(p: Param, raw) -> str:
+    if not isinstance(raw, str) or not raw.strip():
+        raise UsageError(f"{p.name}={raw!r} is not a model name")
+    return raw.strip().lower()
+
+
+def _parse_grid(p: Param, raw) -> tuple[int, int]:
+    """Azure spells the grid "3x2" (v2) or "(3, 2)" (v1); YAML may give a list."""
+    if isinstance(raw, (list, tuple)):
+        parts = list(raw)
+    else:
+        text = str(raw).strip().strip("()[]")
+        parts = re.split(r"\s*[x,X]\s*", text)
+    try:
+        cols, rows = (_parse_int(p, v) for v in parts)
+    except (ValueError, UsageError):
+        raise UsageError(f"{p.name}={raw!r} is not valid: use {p.describe()}") from None
+    if cols < 1 or rows < 1:
+        raise UsageError(f"{p.name}={raw!r}: both grid sizes must be at least 1")
+    if cols * rows < 2:  # Azure refuses it too: one tile is the whole image again
+        raise UsageError(f"{p.name}={raw!r}: a grid of one tile is the image itself; use at least 2 tiles "
+                         f"(e.g. 2x1 or 3x2), or none for no tiling")
+    return cols, rows
+
+
+def _parse_ints(p: Param, raw) -> tuple[int, ...]:
+    parts = list(raw) if isinstance(raw, (list, tuple)) else re.split(r"[\s,]+", str(raw).strip().strip("()[]"))
+    values = tuple(_parse_int(p, v) for v in parts if str(v).strip())
+    if not values:
+        raise UsageError(f"{p.name}={raw!r} is empty: use {p.describe()}")
+    return values
+
+
+_PARSERS = {"int": _parse_int, "float": _parse_float, "bool": _parse_bool, "choice": _parse_choice,
+            "model": _parse_model, "grid": _parse_grid, "ints": _parse_ints}
+
