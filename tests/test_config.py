@@ -2,8 +2,8 @@
 
 import pytest
 
-from visionml.config import (PARAMS, PRESETS, cpu_time_hint, get_param, parse_set_arguments, preset_values,
-                             resolve_hyperparameters)
+from visionml.config import (PARAMS, PRESETS, FieldError, Param, cpu_time_hint, get_param, parse_set_arguments,
+                             preset_values, resolve_hyperparameters)
 from visionml.errors import UsageError
 from visionml.tasks import DETECTION, MULTICLASS, MULTILABEL, SEGMENTATION, TASKS
 
@@ -141,3 +141,51 @@ def test_none_is_a_value_where_it_is_a_choice():
     validation_metric_type=none must select it, not mean "not set"."""
     assert resolve_hyperparameters(DETECTION, {"validation_metric_type": "none"})["validation_metric_type"] == "none"
     assert resolve_hyperparameters(DETECTION, {"tile_grid_size": "none"})["tile_grid_size"] is None
+
+
+# The typed-field machinery serves other settings than hyperparameters (xai_parameters): Azure's strtobool
+# flags, JSON's strict types, and a refusal that says why so that each front end words it for its reader.
+
+def test_strtobool_kind_takes_azures_words_and_numbers_only():
+    flag = Param("flag", "strtobool", True)
+    for raw, meaning in (("Yes", True), (" off ", False), ("T", True), ("0", False), (1.0, True), (0, False),
+                         (False, False)):
+        assert flag.parse(raw) is meaning, raw
+    for bad in ("enable", "maybe", 2, None, ""):  # enable/disable are Azure's log_* words, not strtobool's
+        with pytest.raises(UsageError, match="flag"):
+            flag.parse(bad)
+    assert flag.parse("ON", strict=True) is True
+    with pytest.raises(UsageError):
+        flag.parse(" on ", strict=True)
+
+
+@pytest.mark.parametrize("param, loose, typed", [
+    (Param("n", "int", 1, low=1), "8", 8.0),
+    (Param("x", "float", 0.5, low=0, high=1), "1", 1),
+    (Param("c", "choice", "ab", choices=("ab", "cd")), " CD", "cd"),
+    (Param("w", "choice", 0, choices=(0, 1, 2)), "2", 2),
+    (Param("g", "grid", None, optional=True), "3x2", [3, 2]),
+])
+def test_strict_parsing_takes_json_types_and_exact_names(param, loose, typed):
+    assert param.parse(loose) == param.parse(typed, strict=True)  # --set strings, JSON values: one answer
+    with pytest.raises(UsageError):
+        param.parse(loose, strict=True)
+
+
+def test_strict_null_is_json_null_only():
+    layers = PARAMS["layers_to_freeze"]
+    assert layers.parse(None, strict=True) is None and layers.parse("none") is None
+    with pytest.raises(UsageError):
+        layers.parse("none", strict=True)
+
+
+def test_a_refused_value_says_why_with_the_words_unchanged():
+    with pytest.raises(FieldError) as error:
+        resolve_hyperparameters(MULTICLASS, {"learning_rate": "2"})
+    assert (error.value.param.name, error.value.raw, error.value.reason) == ("learning_rate", "2", "high")
+    assert str(error.value) == "learning_rate='2' is out of range: it must be a number in (0, 1]"
+    for raw, reason in (("0", "low"), ("x", "invalid"), ("none", "missing")):
+        with pytest.raises(FieldError) as error:
+            PARAMS["learning_rate"].parse(raw)
+        assert error.value.reason == reason
+    assert isinstance(error.value, UsageError)  # exit code 2 on the command line, as before

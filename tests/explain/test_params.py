@@ -84,3 +84,42 @@ def test_strict_takes_json_types_only(raw):
 def test_parameters_must_be_an_object():
     with pytest.raises(VisionMLError, match="must be an object"):
         parse_xai_parameters(["xrai"])
+
+
+def test_the_parser_and_the_schema_are_one_definition():
+    """Each key is one typed field of the hyperparameters' machinery: the parser, /openapi.json's schema and
+    XaiParams' defaults all read it, so they cannot disagree."""
+    from visionml.config import Param
+    from visionml.explain.params import XAI_FIELDS, xai_schema
+
+    schema = xai_schema(max_steps=30)["properties"]
+    assert list(schema) == list(XAI_FIELDS) and all(isinstance(f, Param) for f in XAI_FIELDS.values())
+    for name, field in XAI_FIELDS.items():
+        assert schema[name]["default"] == field.default == getattr(XaiParams(), name)
+        if field.kind == "choice":
+            assert schema[name]["enum"] == list(field.choices)
+    assert (schema["n_steps"]["minimum"], schema["n_steps"]["maximum"]) == (2, 30)
+    assert "maximum" not in xai_schema(max_steps=None)["properties"]["n_steps"]
+
+
+def test_the_schemas_flag_pattern_is_the_parsers_words():
+    from visionml.config import STRTOBOOL_FALSE, STRTOBOOL_TRUE
+    from visionml.explain.params import flag_schema
+
+    pattern = flag_schema()["anyOf"][2]["pattern"]
+    for word in STRTOBOOL_TRUE + STRTOBOOL_FALSE:
+        for spelled in (word, word.upper(), word.title()):
+            assert re.fullmatch(pattern, spelled)
+            assert parse_xai_parameters({"xrai_fast": spelled}, strict=True).xrai_fast is (word in STRTOBOOL_TRUE)
+    for word in ("enable", "disabled", " yes", "tru"):
+        assert not re.fullmatch(pattern, word)
+        with pytest.raises(VisionMLError, match="xai_parameters.xrai_fast"):
+            parse_xai_parameters({"xrai_fast": word}, strict=True)
+
+
+def test_cli_integers_follow_the_hyperparameters_rule():
+    """`visionml explain --set n_steps=8.0` is refused as `--set number_of_epochs=8.0` is: one parser, one rule
+    for the strings of every integer setting (a JSON 8.0 is the number 8 and is taken)."""
+    assert parse_xai_parameters({"n_steps": 8.0}, strict=True).n_steps == 8
+    with pytest.raises(VisionMLError, match='n_steps: "8.0" is not valid. Valid values: an integer from 2.'):
+        parse_xai_parameters({"n_steps": "8.0"})

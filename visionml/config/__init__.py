@@ -13,7 +13,8 @@ name, a key that only Azure's yolov5 or Azure's service reads is dropped with a 
 (``NOTED_KEYS``), a key that names something visionml cannot do fails with what to do instead
 (``REFUSED_KEYS``), and anything else fails with the closest names.
 
-``Param.parse`` is the one value parser (``--set``, ``xai_parameters`` and job YAMLs all use it).
+``Param.parse`` is the one value parser (``--set``, ``xai_parameters`` and job YAMLs all use it;
+``strict=True`` reads JSON as Azure's scoring code does, ``FieldError`` says why a value was refused).
 Parameters marked ``inference=True`` are the ones a deployment may change (``visionml
 predict/serve --set``).
 
@@ -23,11 +24,12 @@ table of Azure's keys), ``resolve`` (overrides -> ``Hyperparameters``), ``cpu_hi
 """
 
 from .cpu_hint import cpu_time_hint
-from .fields import ALL, CLS, DET, SEG, Param
+from .fields import ALL, CLS, DET, SEG, STRTOBOOL_FALSE, STRTOBOOL_TRUE, FieldError, Param
 from .hyperparameters import ALIASES, NOTED_KEYS, PARAMS, REFUSED_KEYS
 from .resolve import (PRESETS, Hyperparameters, canonical_name, canonical_overrides, check_supported, get_param,
                       inference_keys, params_for, parse_set_arguments, preset_values, resolve_hyperparameters)
 
-__all__ = ["ALIASES", "ALL", "CLS", "DET", "NOTED_KEYS", "PARAMS", "PRESETS", "REFUSED_KEYS", "SEG", "Hyperparameters",
-           "Param", "canonical_name", "canonical_overrides", "check_supported", "cpu_time_hint", "get_param",
-           "inference_keys", "params_for", "parse_set_arguments", "preset_values", "resolve_hyperparameters"]
+__all__ = ["ALIASES", "ALL", "CLS", "DET", "NOTED_KEYS", "PARAMS", "PRESETS", "REFUSED_KEYS", "SEG", "STRTOBOOL_FALSE",
+           "STRTOBOOL_TRUE", "FieldError", "Hyperparameters", "Param", "canonical_name", "canonical_overrides",
+           "check_supported", "cpu_time_hint", "get_param", "inference_keys", "params_for", "parse_set_arguments",
+           "preset_values", "resolve_hyperparameters"]

@@ -3,7 +3,13 @@ groups), and the one value parser behind it, by kind, never ``eval``.
 
 ``Param.parse`` turns a string (``--set``, ``key=value`` lines) or a YAML/JSON value into a checked
 value; ``Param.parse_noted`` also says when a ``clamp`` setting was clamped. The hyperparameter table
-(``hyperparameters.py``) is made of these.
+(``hyperparameters.py``) and a scoring request's ``xai_parameters`` (``explain/params.py``) are made of these.
+
+``strict=True`` parses as Azure's scoring code reads JSON: a number must be a JSON number, a list a JSON
+list, null JSON's null, and a name is spelled exactly (no case folding, no spaces trimmed); without it
+strings are converted (``--set``, job YAMLs). A refused value raises ``FieldError``, a ``UsageError``
+worded for the command line that also says which field, which value and why (``reason``), so a front end
+that quotes values otherwise (``xai_parameters``: as JSON writes them) words the same decision itself.
 """
 
 from __future__ import annotations
@@ -22,18 +28,31 @@ CLS = ("classification",)
 DET = ("detection",)
 SEG = ("segmentation",)
 
-# Azure parses booleans with strtobool (y/yes/t/true/on/1) and its log_* settings as Enable/Disable.
-_TRUE = {"true", "1", "yes", "on", "y", "t", "enable", "enabled"}
-_FALSE = {"false", "0", "no", "off", "n", "f", "disable", "disabled"}
+# Azure parses booleans with strtobool (in any case) and its log_* settings as Enable/Disable: the kind
+# "strtobool" takes strtobool's words only (Azure's scoring flags), "bool" (hyperparameters) both.
+STRTOBOOL_TRUE = ("y", "yes", "t", "true", "on", "1")
+STRTOBOOL_FALSE = ("n", "no", "f", "false", "off", "0")
+_TRUE = {*STRTOBOOL_TRUE, "enable", "enabled"}
+_FALSE = {*STRTOBOOL_FALSE, "disable", "disabled"}
 _NONE = {"none", "null", ""}
+
+
+class FieldError(UsageError):
+    """A value a ``Param`` refused. The message is the command line's; ``param``, ``raw`` and ``reason``
+    (``missing``, ``invalid``: not of the kind, ``low``/``high``: out of range) let another front end word it."""
+
+    def __init__(self, message: str, param: Param | None = None, raw=None, reason: str = "invalid"):
+        super().__init__(message)
+        self.param, self.raw, self.reason = param, raw, reason
 
 
 @dataclass(frozen=True)
 class Param:
-    """One hyperparameter: its type, default (one value, or one per group), range and groups."""
+    """One setting (a hyperparameter, an xai parameter): its type, default (one value, or one per group),
+    range and groups."""
 
     name: str
-    kind: str  # int, float, bool, choice, model, grid ("3x2"), ints ("16,32,64")
+    kind: str  # int, float, bool, strtobool, choice, model, grid ("3x2"), ints ("16,32,64")
     default: Any
     groups: tuple[str, ...] = ALL
     low: float | None = None
@@ -63,18 +82,20 @@ class Param:
             return next((self.default[g] for g in reversed(task.param_groups) if g in self.default), None)
         return self.default
 
-    def parse(self, raw, task: str | None = None):
-        """Turn ``raw`` (a string from --set, or a YAML/JSON value) into a checked value."""
-        return self.parse_noted(raw, task)[0]
+    def parse(self, raw, task: str | None = None, *, strict: bool = False):
+        """Turn ``raw`` (a string from --set, or a YAML/JSON value) into a checked value; ``strict``: JSON
+        types and exact names only (the module's docstring). ``FieldError`` when refused."""
+        return self.parse_noted(raw, task, strict=strict)[0]
 
-    def parse_noted(self, raw, task: str | None = None) -> tuple[Any, str | None]:
+    def parse_noted(self, raw, task: str | None = None, *, strict: bool = False) -> tuple[Any, str | None]:
         """``(value, warning or None)``: ``parse``, saying when a ``clamp`` parameter was clamped."""
         is_choice = isinstance(raw, str) and raw.strip().lower() in (str(c).lower() for c in self.choices)
-        if raw is None or (isinstance(raw, str) and raw.strip().lower() in _NONE and not is_choice):
+        spelled_none = not strict and isinstance(raw, str) and raw.strip().lower() in _NONE and not is_choice
+        if raw is None or spelled_none:
             if self.optional:
                 return None, None
-            raise UsageError(f"{self.name} needs a value ({self.describe()})")
-        value = _PARSERS[self.kind](self, raw)
+            raise FieldError(f"{self.name} needs a value ({self.describe()})", self, raw, "missing")
+        value = _PARSERS[self.kind](self, raw, strict)
         note = None
         if self.clamp and isinstance(value, (int, float)) and not isinstance(value, bool):
             clamped = min(max(value, self.low), self.high)
@@ -97,7 +118,8 @@ class Param:
             too_low = self.low is not None and (item < self.low or (self.low_open and item == self.low))
             too_high = self.high is not None and (item > self.high or (self.high_open and item == self.high))
             if too_low or too_high:
-                raise UsageError(f"{self.name}={raw!r} is out of range: it must be {self.describe()}")
+                raise FieldError(f"{self.name}={raw!r} is out of range: it must be {self.describe()}", self, raw,
+                                 "low" if too_low else "high")
 
     def describe(self) -> str:
         if self.kind == "choice":
@@ -110,6 +132,8 @@ class Param:
             text = "a model name from `visionml models`"
         elif self.kind == "bool":
             text = "true or false"
+        elif self.kind == "strtobool":
+            text = "true or false, or one of " + "/".join(STRTOBOOL_TRUE) + " or " + "/".join(STRTOBOOL_FALSE)
         else:
             text = "an integer" if self.kind == "int" else "a number"
             if self.low is not None or self.high is not None:
@@ -123,84 +147,115 @@ def _fmt(x, missing):
     return missing if x is None else f"{x:g}"
 
 
-def _parse_int(p: Param, raw) -> int:
+def _parse_int(p: Param, raw, strict: bool = False) -> int:
     if isinstance(raw, bool):
-        raise UsageError(f"{p.name}={raw!r} is not an integer")
+        raise FieldError(f"{p.name}={raw!r} is not an integer", p, raw)
     if isinstance(raw, int):
         return raw
     if isinstance(raw, float) and raw.is_integer():
         return int(raw)
-    if isinstance(raw, str) and re.fullmatch(r"\s*[+-]?\d+\s*", raw):
+    if isinstance(raw, str) and not strict and re.fullmatch(r"\s*[+-]?\d+\s*", raw):
         return int(raw)
-    raise UsageError(f"{p.name}={raw!r} is not an integer ({p.describe()})")
+    raise FieldError(f"{p.name}={raw!r} is not an integer ({p.describe()})", p, raw)
 
 
-def _parse_float(p: Param, raw) -> float:
+def _parse_float(p: Param, raw, strict: bool = False) -> float:
     if isinstance(raw, bool):
-        raise UsageError(f"{p.name}={raw!r} is not a number")
+        raise FieldError(f"{p.name}={raw!r} is not a number", p, raw)
     try:
+        if strict and not isinstance(raw, (int, float)):
+            raise TypeError
         value = float(raw)
     except (TypeError, ValueError):
-        raise UsageError(f"{p.name}={raw!r} is not a number ({p.describe()})") from None
+        raise FieldError(f"{p.name}={raw!r} is not a number ({p.describe()})", p, raw) from None
     if not math.isfinite(value):
-        raise UsageError(f"{p.name}={raw!r} must be a finite number")
+        raise FieldError(f"{p.name}={raw!r} must be a finite number", p, raw)
     return value
 
 
-def _parse_bool(p: Param, raw) -> bool:
+def _parse_bool(p: Param, raw, strict: bool = False) -> bool:
     if isinstance(raw, bool):
         return raw
     if isinstance(raw, int) and raw in (0, 1):
         return bool(raw)
-    text = str(raw).strip().lower()
+    text = _word(raw, strict)
     if text in _TRUE:
         return True
     if text in _FALSE:
         return False
-    raise UsageError(f"{p.name}={raw!r} is not a boolean: use true or false (or 1/0)")
+    raise FieldError(f"{p.name}={raw!r} is not a boolean: use true or false (or 1/0)", p, raw)
 
 
-def _parse_choice(p: Param, raw):
+def _parse_strtobool(p: Param, raw, strict: bool = False) -> bool:
+    """As Azure's scoring code reads a flag: a boolean, the number 0 or 1 (JSON's 1 and 1.0 are one
+    number), or one of strtobool's words in any case."""
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, (int, float)) and raw in (0, 1):
+        return bool(raw)
+    text = _word(raw, strict)
+    if text in STRTOBOOL_TRUE:
+        return True
+    if text in STRTOBOOL_FALSE:
+        return False
+    raise FieldError(f"{p.name}={raw!r} is not a boolean: use {p.describe()}", p, raw)
+
+
+def _word(raw, strict: bool) -> str | None:
+    """``raw`` as a boolean word is compared: lower case, trimmed; ``strict``: untrimmed, and strings only."""
+    if strict:
+        return raw.lower() if isinstance(raw, str) else None
+    return str(raw).strip().lower()
+
+
+def _parse_choice(p: Param, raw, strict: bool = False):
     for choice in p.choices:
-        if str(raw).strip().lower() == str(choice).lower():
+        if strict and type(raw) is type(choice) and raw == choice:
+            return choice
+        if not strict and str(raw).strip().lower() == str(choice).lower():
             return choice
     hint = did_you_mean(str(raw).strip().lower(), p.choices, n=2, cutoff=0.5)
-    raise UsageError(f"{p.name}={raw!r} is not valid: use {p.describe()}.{hint}")
+    raise FieldError(f"{p.name}={raw!r} is not valid: use {p.describe()}.{hint}", p, raw)
 
 
-def _parse_model(p: Param, raw) -> str:
-    if not isinstance(raw, str) or not raw.strip():
-        raise UsageError(f"{p.name}={raw!r} is not a model name")
+def _parse_model(p: Param, raw, strict: bool = False) -> str:
+    if not isinstance(raw, str) or not raw.strip() or strict and raw != raw.strip().lower():
+        raise FieldError(f"{p.name}={raw!r} is not a model name", p, raw)
     return raw.strip().lower()
 
 
-def _parse_grid(p: Param, raw) -> tuple[int, int]:
-    """Azure spells the grid "3x2" (v2) or "(3, 2)" (v1); YAML may give a list."""
+def _parse_grid(p: Param, raw, strict: bool = False) -> tuple[int, int]:
+    """Azure spells the grid "3x2" (v2) or "(3, 2)" (v1); YAML may give a list (JSON must: ``strict``)."""
     if isinstance(raw, (list, tuple)):
         parts = list(raw)
     else:
-        text = str(raw).strip().strip("()[]")
+        text = "" if strict else str(raw).strip().strip("()[]")
         parts = re.split(r"\s*[x,X]\s*", text)
     try:
-        cols, rows = (_parse_int(p, v) for v in parts)
+        cols, rows = (_parse_int(p, v, strict) for v in parts)
     except (ValueError, UsageError):
-        raise UsageError(f"{p.name}={raw!r} is not valid: use {p.describe()}") from None
+        raise FieldError(f"{p.name}={raw!r} is not valid: use {p.describe()}", p, raw) from None
     if cols < 1 or rows < 1:
-        raise UsageError(f"{p.name}={raw!r}: both grid sizes must be at least 1")
+        raise FieldError(f"{p.name}={raw!r}: both grid sizes must be at least 1", p, raw)
     if cols * rows < 2:  # Azure refuses it too: one tile is the whole image again
-        raise UsageError(f"{p.name}={raw!r}: a grid of one tile is the image itself; use at least 2 tiles "
-                         f"(e.g. 2x1 or 3x2), or none for no tiling")
+        raise FieldError(f"{p.name}={raw!r}: a grid of one tile is the image itself; use at least 2 tiles "
+                         f"(e.g. 2x1 or 3x2), or none for no tiling", p, raw)
     return cols, rows
 
 
-def _parse_ints(p: Param, raw) -> tuple[int, ...]:
-    parts = list(raw) if isinstance(raw, (list, tuple)) else re.split(r"[\s,]+", str(raw).strip().strip("()[]"))
-    values = tuple(_parse_int(p, v) for v in parts if str(v).strip())
+def _parse_ints(p: Param, raw, strict: bool = False) -> tuple[int, ...]:
+    if isinstance(raw, (list, tuple)):
+        parts = list(raw)
+    elif strict:
+        raise FieldError(f"{p.name}={raw!r} is not a list of integers", p, raw)
+    else:
+        parts = re.split(r"[\s,]+", str(raw).strip().strip("()[]"))
+    values = tuple(_parse_int(p, v, strict) for v in parts if str(v).strip())
     if not values:
-        raise UsageError(f"{p.name}={raw!r} is empty: use {p.describe()}")
+        raise FieldError(f"{p.name}={raw!r} is empty: use {p.describe()}", p, raw)
     return values
 
 
-_PARSERS = {"int": _parse_int, "float": _parse_float, "bool": _parse_bool, "choice": _parse_choice,
-            "model": _parse_model, "grid": _parse_grid, "ints": _parse_ints}
+_PARSERS = {"int": _parse_int, "float": _parse_float, "bool": _parse_bool, "strtobool": _parse_strtobool,
+            "choice": _parse_choice, "model": _parse_model, "grid": _parse_grid, "ints": _parse_ints}
 

@@ -6,16 +6,21 @@ names spelled exactly, ``n_steps`` a JSON integer, the threshold a JSON number, 
 boolean or one of strtobool's words (``"True"``, ``"false"``, ...). Without ``strict`` (``visionml
 explain --set K=V``, Python callers) strings are parsed too (``n_steps=100``, ``Integrated_Gradients``).
 Every error names the key, the value given (as JSON writes it) and the values that are valid.
+
+The keys are ``Param`` fields of the hyperparameters' machinery (``visionml.config``), parsed by
+``Param.parse``: the flags are its ``strtobool`` kind, the names its ``choice`` kind, ``strict`` its
+JSON mode. What stays here is the wording: a refusal (``FieldError``) is said again as a JSON client
+reads it, and the schema is written from the same fields.
 """
 
 from __future__ import annotations
 
 import difflib
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from ..config import STRTOBOOL_FALSE, STRTOBOOL_TRUE, FieldError, Param
 from ..errors import VisionMLError
-from ..predict.decode import FLAG_PATTERN, DecodeError, json_shown, parse_flag
+from ..predict.decode import FLAG_PATTERN, json_shown
 from .render import VISUALIZATION_STYLES
 
 XAI_ALGORITHMS = ("xrai", "integrated_gradients", "guided_gradcam", "guided_backprop")
@@ -26,54 +31,38 @@ DEFAULT_MAX_STEPS = 1000
 """The server's default cap on ``n_steps`` (``visionml serve --max-xai-steps``): 1000 steps of
 integrated gradients are 5000 passes through the network (NoiseTunnel's 5 samples), minutes on a CPU."""
 
+XAI_FIELDS: dict[str, Param] = {p.name: p for p in [
+    Param("xai_algorithm", "choice", "xrai", choices=XAI_ALGORITHMS),
+    Param("visualizations", "strtobool", True, help="return the visualization PNG (base64)"),
+    Param("attributions", "strtobool", False, help="return the pixel attributions [3, crop, crop]"),
+    Param("confidence_score_threshold_multilabel", "float", 0.5, low=0, high=1,
+          help="multi-label: explain each class whose probability is above this"),
+    Param("n_steps", "int", 50, low=MIN_STEPS, help="integrated gradients (and XRAI's) steps"),
+    Param("xrai_fast", "strtobool", True, help="XRAI's fast variant"),
+    Param("approximation_method", "choice", "riemann_middle", choices=APPROXIMATION_METHODS),
+    Param("visualization_style", "choice", "figure", choices=VISUALIZATION_STYLES, azure=False,
+          help="figure: Azure's 2x2 figure; overlay: visionml's compact picture (visionml only)"),
+]}
+"""The keys of ``xai_parameters``, Azure's names, types and defaults, as the hyperparameters are defined."""
+
+_STEPS_OVER = (", this server's limit (visionml serve --max-xai-steps); ask its operator for more, or send "
+               "fewer steps")
+
+
+def _default(name):
+    return XAI_FIELDS[name].default
+
 
 @dataclass(frozen=True)
 class XaiParams:
-    xai_algorithm: str = "xrai"
-    visualizations: bool = True
-    attributions: bool = False
-    confidence_score_threshold_multilabel: float = 0.5
-    n_steps: int = 50
-    xrai_fast: bool = True
-    approximation_method: str = "riemann_middle"
-    visualization_style: str = "figure"  # visionml's: "overlay" is the compact picture (render.py)
-
-
-def _choice(key, value, valid, strict):
-    text = value if strict or not isinstance(value, str) else value.strip().lower()
-    if isinstance(text, str) and text in valid:
-        return text
-    close = difflib.get_close_matches(str(value).lower(), valid, n=1, cutoff=0.6)
-    hint = f" Did you mean \"{close[0]}\"?" if close else ""
-    raise VisionMLError(f"xai_parameters.{key}: {json_shown(value)} is not valid.{hint} "
-                        f"Valid values: {', '.join(valid)}.")
-
-
-def _flag(key, value, strict):
-    try:
-        return parse_flag(value.strip() if isinstance(value, str) and not strict else value, f"xai_parameters.{key}")
-    except DecodeError as exc:
-        raise VisionMLError(str(exc)) from None
-
-
-def _number(key, value, kind, low, high, strict, why=""):
-    number = None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):  # `true` is never a step count
-        number = value
-    elif isinstance(value, str) and not strict:
-        try:
-            number = float(value.strip())
-        except ValueError:
-            number = None
-    if number is not None and not math.isfinite(number) or kind is int and number is not None and number % 1:
-        number = None
-    what = "an integer" if kind is int else "a number"
-    valid = f"Valid values: {what} from {low}{f' to {high}' if high is not None else ''}."
-    if high is not None and number is not None and number > high:
-        raise VisionMLError(f"xai_parameters.{key}: {json_shown(value)} is over {high}{why}. {valid}")
-    if number is None or number < low:
-        raise VisionMLError(f"xai_parameters.{key}: {json_shown(value)} is not valid. {valid}")
-    return kind(number)
+    xai_algorithm: str = _default("xai_algorithm")
+    visualizations: bool = _default("visualizations")
+    attributions: bool = _default("attributions")
+    confidence_score_threshold_multilabel: float = _default("confidence_score_threshold_multilabel")
+    n_steps: int = _default("n_steps")
+    xrai_fast: bool = _default("xrai_fast")
+    approximation_method: str = _default("approximation_method")
+    visualization_style: str = _default("visualization_style")  # visionml's: "overlay" is the compact picture
 
 
 def parse_xai_parameters(raw, *, strict: bool = False, max_steps: int | None = None) -> XaiParams:
@@ -85,62 +74,70 @@ def parse_xai_parameters(raw, *, strict: bool = False, max_steps: int | None = N
         return XaiParams()
     if not isinstance(raw, dict):
         raise VisionMLError("xai_parameters must be an object (a JSON dictionary).")
-    steps_why = (", this server's limit (visionml serve --max-xai-steps); ask its operator for more, or send "
-                 "fewer steps" if max_steps is not None else "")
-    parsers = {
-        "xai_algorithm": lambda v: _choice("xai_algorithm", v, XAI_ALGORITHMS, strict),
-        "visualizations": lambda v: _flag("visualizations", v, strict),
-        "attributions": lambda v: _flag("attributions", v, strict),
-        "confidence_score_threshold_multilabel": lambda v: _number(
-            "confidence_score_threshold_multilabel", v, float, 0.0, 1.0, strict),
-        "n_steps": lambda v: _number("n_steps", v, int, MIN_STEPS, max_steps, strict, steps_why),
-        "xrai_fast": lambda v: _flag("xrai_fast", v, strict),
-        "approximation_method": lambda v: _choice("approximation_method", v, APPROXIMATION_METHODS, strict),
-        "visualization_style": lambda v: _choice("visualization_style", v, VISUALIZATION_STYLES, strict),
-    }
+    fields = _fields(max_steps)
     values = {}
     for key, value in raw.items():
-        if key not in parsers:
-            close = difflib.get_close_matches(str(key), list(parsers), n=1, cutoff=0.6)
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
             hint = f" Did you mean \"{close[0]}\"?" if close else ""
             raise VisionMLError(f"xai_parameters: unknown key {json_shown(key)}.{hint} "
-                                f"Valid keys: {', '.join(parsers)}.")
-        values[key] = parsers[key](value)
+                                f"Valid keys: {', '.join(fields)}.")
+        try:
+            values[key] = fields[key].parse(value, strict=strict)
+        except FieldError as exc:
+            raise VisionMLError(_refusal(fields[key], value, exc.reason, max_steps)) from None
     return XaiParams(**values)
+
+
+def _fields(max_steps: int | None) -> dict[str, Param]:
+    if max_steps is None:
+        return XAI_FIELDS
+    return {**XAI_FIELDS, "n_steps": replace(XAI_FIELDS["n_steps"], high=max_steps)}
+
+
+def _refusal(field: Param, value, reason: str, max_steps: int | None) -> str:
+    """The parser's refusal worded for a JSON client: the value as JSON writes it, and the valid values."""
+    shown = f"xai_parameters.{field.name}: {json_shown(value)}"
+    if field.kind == "strtobool":
+        words = ", ".join(json_shown(w) for w in STRTOBOOL_TRUE + STRTOBOOL_FALSE)
+        return (f"{shown} is not valid. Valid values: true or false, as a JSON boolean, 0 or 1, or one of the "
+                f"strings {words} (in any case)")
+    if field.kind == "choice":
+        close = difflib.get_close_matches(str(value).lower(), field.choices, n=1, cutoff=0.6)
+        hint = f" Did you mean \"{close[0]}\"?" if close else ""
+        return f"{shown} is not valid.{hint} Valid values: {', '.join(field.choices)}."
+    what, bound = ("an integer", int) if field.kind == "int" else ("a number", float)  # "from 0.0 to 1.0"
+    high = f" to {bound(field.high)}" if field.high is not None else ""
+    valid = f"Valid values: {what} from {bound(field.low)}{high}."
+    if reason == "high":
+        why = _STEPS_OVER if field.name == "n_steps" and max_steps is not None else ""
+        return f"{shown} is over {bound(field.high)}{why}. {valid}"
+    return f"{shown} is not valid. {valid}"
 
 
 def xai_schema(max_steps: int | None = DEFAULT_MAX_STEPS) -> dict:
     """The JSON schema of ``xai_parameters`` as ``parse_xai_parameters(strict=True, max_steps=...)``
-    accepts them (served in /openapi.json)."""
-    defaults = XaiParams()
-    steps = {"type": "integer", "minimum": MIN_STEPS, "default": defaults.n_steps,
-             "description": "integrated gradients (and XRAI's) steps"}
-    if max_steps is not None:
-        steps["maximum"] = max_steps
-
-    def flag(default, description):
-        return {**flag_schema(), "default": default, "description": description}
-
+    accepts them (served in /openapi.json), read from the same fields."""
     return {
         "type": ["object", "null"], "additionalProperties": False,
         "description": "read when model_explainability is true; an unknown key is refused (400)",
-        "properties": {
-            "xai_algorithm": {"type": "string", "enum": list(XAI_ALGORITHMS), "default": defaults.xai_algorithm},
-            "visualizations": flag(True, "return the visualization PNG (base64)"),
-            "attributions": flag(False, "return the pixel attributions [3, crop, crop]"),
-            "confidence_score_threshold_multilabel": {
-                "type": "number", "minimum": 0, "maximum": 1, "default": 0.5,
-                "description": "multi-label: explain each class whose probability is above this"},
-            "n_steps": steps,
-            "xrai_fast": flag(True, "XRAI's fast variant"),
-            "approximation_method": {"type": "string", "enum": list(APPROXIMATION_METHODS),
-                                     "default": defaults.approximation_method},
-            "visualization_style": {"type": "string", "enum": list(VISUALIZATION_STYLES),
-                                    "default": defaults.visualization_style,
-                                    "description": "figure: Azure's 2x2 figure; overlay: visionml's compact "
-                                                   "picture (visionml only)"},
-        },
+        "properties": {name: _field_schema(field) for name, field in _fields(max_steps).items()},
     }
+
+
+def _field_schema(field: Param) -> dict:
+    if field.kind == "strtobool":
+        schema = flag_schema()
+    elif field.kind == "choice":
+        schema = {"type": "string", "enum": list(field.choices)}
+    else:
+        schema = {"type": "integer" if field.kind == "int" else "number", "minimum": field.low}
+        if field.high is not None:
+            schema["maximum"] = field.high
+    schema["default"] = field.default
+    if field.help:
+        schema["description"] = field.help
+    return schema
 
 
 def flag_schema() -> dict:
