@@ -148,9 +148,10 @@ def test_a_graph_that_fails_without_proposals_is_refused_and_explained(gated_det
     import contextlib
 
     import visionml.export.onnx as exporter
+    import visionml.export.onnx_detector as detector_exporter
 
     model_dir = gated_detectors["fasterrcnn_mobilenet_v3_large_fpn"]
-    monkeypatch.setattr(exporter, "_decode_any_count", lambda model: contextlib.nullcontext())
+    monkeypatch.setattr(detector_exporter, "decode_any_count", lambda model: contextlib.nullcontext())
     out = tmp_path / "exported"
     assert main(["export", "--model", str(model_dir), "--format", "onnx", "-o", str(out)]) == 1
     err = capsys.readouterr().err
