@@ -6,8 +6,8 @@ value; ``Param.parse_noted`` also says when a ``clamp`` setting was clamped. The
 (``hyperparameters.py``) and a scoring request's ``xai_parameters`` (``explain/params.py``) are made of these.
 
 ``strict=True`` parses as Azure's scoring code reads JSON: a number must be a JSON number, a list a JSON
-list, null JSON's null, and a name is spelled exactly (no case folding, no spaces trimmed); without it
-strings are converted (``--set``, job YAMLs). A refused value raises ``FieldError``, a ``UsageError``
+list, null JSON's null, and a name is spelled exactly (no case folding, no spaces trimmed; strtobool's
+words in any case, as strtobool reads them); without it strings are converted (``--set``, job YAMLs). A refused value raises ``FieldError``, a ``UsageError``
 worded for the command line that also says which field, which value and why (``reason``), so a front end
 that quotes values otherwise (``xai_parameters``: as JSON writes them) words the same decision itself.
 """
