@@ -30,6 +30,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--labeled-dataset", metavar="FILE", default=None,
                         help="also write the predictions as training data (the JSONL schema `visionml train` "
                         "reads, with Azure's label_confidence beside each label)")
+    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="local (this process) or ray: the same output, scored by workers of a Ray cluster "
+                        "(needs pip install 'visionml[ray]')")
+    parser.add_argument("--address", metavar="ADDR", default=None,
+                        help="with --engine ray: the cluster's address, e.g. 10.0.0.5:6379 (default: RAY_ADDRESS, "
+                        "else a Ray started on this machine for the run)")
+    parser.add_argument("--workers", type=int_at_least(1), default=None, metavar="N",
+                        help="with --engine ray: workers, one model each (default: one per CPU of the cluster, "
+                        "or per GPU with --device cuda)")
     parser.set_defaults(func=run)
     return parser
 
@@ -51,10 +60,18 @@ def run(args) -> int:
 
     if args.labeled_dataset and args.output and Path(args.labeled_dataset).resolve() == Path(args.output).resolve():
         raise UsageError(f"--labeled-dataset {args.labeled_dataset} is the --output file: give it another name")
+    if args.engine != "ray" and (args.address or args.workers):
+        raise UsageError("--address and --workers apply to --engine ray")
+    if args.engine == "ray":
+        from ..predict.ray_engine import import_ray, score_on_ray
+
+        import_ray()  # before any work: without the extra, say what to install
     inputs, problems = collect_inputs(args.inputs, parse_datastores(args.datastore))
     if not inputs:
         raise VisionMLError("nothing to score:\n" + "\n".join(problems))
-    predictor = Predictor.from_folder(args.model, backend=args.backend, device=args.device,
+    # With --engine ray the workers score; this copy only answers for the settings and the sinks.
+    predictor = Predictor.from_folder(args.model, backend=args.backend,
+                                      device="cpu" if args.engine == "ray" else args.device,
                                       overrides=parse_set_arguments(args.overrides) or None)
     batch_size = args.batch_size or predictor.batch_size
     settings, sinks = predictor.settings, []
@@ -70,7 +87,12 @@ def run(args) -> int:
         if args.labeled_dataset:
             sinks.append(stack.enter_context(LabeledDataset(args.labeled_dataset, predictor.task)))
         bar = stack.enter_context(tqdm(total=len(inputs), unit="img", file=sys.stderr, disable=None, desc="predict"))
-        problems += score_inputs(predictor, inputs, out.write, batch_size, bar, sinks)
+        if args.engine == "ray":
+            problems += score_on_ray(args.model, inputs, out.write, batch_size, bar, sinks, backend=args.backend,
+                                     overrides=parse_set_arguments(args.overrides) or None, device=args.device,
+                                     address=args.address, workers=args.workers, send_raw=masks is not None)
+        else:
+            problems += score_inputs(predictor, inputs, out.write, batch_size, bar, sinks)
     for problem in problems:
         print(f"visionml predict: skipped {problem}", file=sys.stderr)
     print(f"visionml predict: {out.written} image(s) scored, {len(problems)} problem(s), results in "
