@@ -13,7 +13,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,mlflow]'
+	$(PY) -m pip install --quiet -e '.[test,mlflow,ray]'
 	touch $(STAMP)
 
 test: setup
