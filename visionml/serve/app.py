@@ -228,10 +228,20 @@ def _openapi(app: FastAPI, server: _Server) -> dict:
     if app.openapi_schema is None or (loaded and not app.state.openapi_final):
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         post = schema["paths"]["/score"]["post"]
-        post.update(requestBody=request_body(server.max_xai_steps), parameters=[FEATURIZE_PARAMETER],
+        # ?featurize only where the model gives features (a detector answers it with a 400).
+        post.update(requestBody=request_body(server.max_xai_steps),
+                    parameters=[FEATURIZE_PARAMETER] if not loaded or _featurizes(server.predictor) else [],
                     responses=responses(server.predictor.task if loaded else None))
         app.openapi_schema, app.state.openapi_final = schema, loaded
     return app.openapi_schema
+
+
+def _featurizes(predictor) -> bool:
+    try:
+        predictor.check_featurize()
+    except VisionMLError:
+        return False
+    return True
 
 
 def _routes(app: FastAPI, server: _Server) -> None:
