@@ -7,6 +7,9 @@ Groups (``--groups``, default all):
 * ``converters``: COCO/JSONL/YOLO round trips (half a pixel, 1 % of area), hostile COCO, YOLO,
   VOC, CSV and instance-mask files, the geometry functions, mask outlines;
 * ``paths``: relative and azureml paths against their root;
+* ``score``: `visionml serve` (a tiny untrained classifier, then a detector) fuzzed with schemathesis
+  from its own ``/openapi.json``, plus real images in every body form: no 5xx, every answer as the
+  document says, the server answering a valid request after every case;
 * ``atheris``: coverage-guided bytes into `visionml validate` (libFuzzer through atheris, when it is
   installed), seeded with hypothesis' schema-shaped files.
 
@@ -137,6 +140,26 @@ def run_group(name: str, targets, seconds: float) -> list[dict]:
     return list(rows.values())
 
 
+def run_score(seconds: float, workdir: Path) -> list[dict]:
+    """The schemathesis properties of tests/reliability/test_schemathesis.py against a served
+    classifier for half of ``seconds`` and a served detector for the other half."""
+    from tests.reliability.test_schemathesis import check_case, fuzzed_server
+
+    rows = []
+    for task in ("image_classification", "image_object_detection"):
+        folder = workdir / f"score-{task}"
+        folder.mkdir()
+        print(f"  starting visionml serve ({task}) ...", file=sys.stderr, flush=True)
+        with fuzzed_server(folder, task) as server:
+            def check(case, server=server):
+                check_case(server, *case)
+
+            targets = [(f"{task}: schemathesis cases", dict(case=server.generated), check, "score"),
+                       (f"{task}: real images", dict(case=server.with_images), check, "score")]
+            rows += run_group("score", targets, seconds / 2)
+    return rows
+
+
 def run_atheris(seconds: float, workdir: Path) -> list[dict]:
     """libFuzzer (atheris) on `visionml validate` in a child process; the counts from its summary."""
     try:
@@ -214,8 +237,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=float(os.environ.get("FUZZ_SECONDS", 600)),
                         help="seconds per group (default $FUZZ_SECONDS or 600)")
-    parser.add_argument("--groups", default=os.environ.get("FUZZ_GROUPS", "reader,converters,paths,atheris"),
-                        help="comma-separated: reader, converters, paths, atheris")
+    parser.add_argument("--groups", default=os.environ.get("FUZZ_GROUPS", "reader,converters,paths,score,atheris"),
+                        help="comma-separated: reader, converters, paths, score, atheris")
     parser.add_argument("--report", type=Path, default=None, help="also write the table as markdown here")
     args = parser.parse_args(argv)
     groups = [g.strip() for g in args.groups.split(",") if g.strip()]
@@ -227,10 +250,12 @@ def main(argv=None) -> int:
             print(f"fuzzing {group} for {args.seconds:g} s ...", file=sys.stderr, flush=True)
             if group == "atheris":
                 rows += run_atheris(args.seconds, workdir)
+            elif group == "score":
+                rows += run_score(args.seconds, workdir)
             elif group in targets:
                 rows += run_group(group, targets[group], args.seconds)
             else:
-                parser.error(f"unknown group {group!r}: choose from reader, converters, paths, atheris")
+                parser.error(f"unknown group {group!r}: choose from reader, converters, paths, score, atheris")
     report = _markdown(rows, args.seconds)
     print(report)
     if args.report:
