@@ -124,7 +124,11 @@ class ClassificationTask(Task):
 
     # ---- scoring --------------------------------------------------------------------------
     def preprocess(self, pil, data_config):
-        return data_config.eval_transform(pil)
+        import torch
+
+        from ..predict.preprocess import classifier_input  # eval_transform's values, without its five torch calls
+
+        return torch.from_numpy(classifier_input(pil, data_config))
 
     def batch(self, tensors):
         import torch
