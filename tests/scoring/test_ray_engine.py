@@ -13,7 +13,7 @@ import pytest
 from visionml.cli import main
 from visionml.tasks import DETECTION, MULTICLASS, MULTILABEL, SEGMENTATION
 
-from tests.support import image_bytes
+from tests.support import free_port, image_bytes
 
 # Each node as small as Ray takes: one CPU (one scoring worker), Ray's smallest object store.
 RAY_NODE = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "object_store_memory": 80 * 1024 * 1024}
@@ -32,6 +32,18 @@ def test_without_ray_the_engine_names_the_install_line(model_dirs, jpeg_file, tm
 def test_cluster_options_without_the_ray_engine_are_a_usage_error(model_dirs, jpeg_file, capsys):
     assert main(["predict", "--model", str(model_dirs[MULTICLASS]), str(jpeg_file), "--workers", "2"]) == 2
     assert "--address and --workers apply to --engine ray" in capsys.readouterr().err
+
+
+def test_an_address_where_no_cluster_listens_is_refused_at_once(model_dirs, jpeg_file, tmp_path, capsys):
+    """Ray itself would retry such an address for minutes."""
+    pytest.importorskip("ray", reason="needs the optional ray extra: pip install 'visionml[ray]'")
+    address = f"127.0.0.1:{free_port()}"
+    out = tmp_path / "preds.jsonl"
+    assert main(["predict", "--model", str(model_dirs[MULTICLASS]), str(jpeg_file), "-o", str(out),
+                 "--engine", "ray", "--address", address]) == 1
+    err = capsys.readouterr().err
+    assert f"--address {address}: cannot connect to a Ray cluster there" in err and "ray start --head" in err
+    assert not out.exists()
 
 
 @pytest.fixture(scope="module")

@@ -37,25 +37,28 @@ def import_ray():
 
 
 def score_on_ray(model_dir, inputs: list[Input], write, batch_size: int, progress=None, sinks=(), *,
-                 backend: str = "torch", overrides: dict | None = None, device: str = "auto",
-                 address: str | None = None, workers: int | None = None, send_raw: bool = False) -> list[str]:
+                 options: dict | None = None, address: str | None = None, workers: int | None = None,
+                 send_raw: bool = False) -> list[str]:
     """``batch.score_inputs`` on Ray: ``write(obj)`` for each result in input order and each of
     ``sinks`` with ``(input, raw, obj)`` after it; returns the problems (unreadable images), in
-    input order. ``address``: a running cluster (None: ``RAY_ADDRESS``, else a Ray started on this
+    input order. ``options``: each worker's ``Predictor.from_folder`` keywords (``backend``,
+    ``overrides``, ``device``, ...). ``address``: a running cluster (None: ``RAY_ADDRESS``, else a Ray started on this
     machine for the run). ``workers``: actors, one predictor each (default: one per CPU of the
     cluster, or per GPU with a cuda ``device``, at most one per batch). ``send_raw``: the sinks need
     the raw arrays (mask files), not only the wire object."""
     ray = import_ray()
     if not inputs:
         return []
+    options = dict(options or {})
     with _ray_session(ray, address):
-        gpus = _gpus_per_worker(ray, device)
+        gpus = _gpus_per_worker(ray, options.get("device", "auto"))
+        if gpus:
+            options["device"] = "cuda"  # the GPU Ray gives the worker, whatever its number on the node
         workers = _pool_size(ray, workers, gpus, -(-len(inputs) // batch_size))
         scored = _dataset(ray, inputs).map_batches(
             _Scorer, batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=0 if gpus else 1, num_gpus=gpus,
-            fn_constructor_kwargs={"model_dir": os.path.abspath(model_dir), "backend": backend,
-                                   "overrides": overrides, "device": "cuda" if gpus else device,
+            fn_constructor_kwargs={"model_dir": os.path.abspath(model_dir), "options": options,
                                    "batch_size": batch_size, "send_raw": send_raw})
         return _collect(scored, inputs, write, progress, sinks)
 
@@ -63,30 +66,63 @@ def score_on_ray(model_dir, inputs: list[Input], write, batch_size: int, progres
 @contextmanager
 def _ray_session(ray, address: str | None):
     """Connected to ``address`` (or ``RAY_ADDRESS``, else a Ray of this machine) for the block, and
-    disconnected afterwards; a caller already connected (``ray.init`` before) keeps its session."""
-    if ray.is_initialized():
-        yield
-        return
+    disconnected afterwards; a caller already connected (``ray.init`` before) keeps its session.
+    Ray Data's own progress bars and per-dataset log lines are off meanwhile: the command has its bar."""
+    from ray.data import DataContext
+
+    context = DataContext.get_current()
+    data_log = logging.getLogger("ray.data")
+    bars, level = context.enable_progress_bars, data_log.level
+    context.enable_progress_bars = False
+    data_log.setLevel(logging.WARNING)
+    try:
+        if ray.is_initialized():
+            yield
+            return
+        _connect(ray, address)
+        try:
+            yield
+        finally:
+            ray.shutdown()
+    finally:
+        context.enable_progress_bars = bars
+        data_log.setLevel(level)
+
+
+def _connect(ray, address: str | None) -> None:
+    given = address or os.environ.get("RAY_ADDRESS")
     options = {"address": address, "logging_level": logging.WARNING, "configure_logging": False}
-    if address is None and not os.environ.get("RAY_ADDRESS"):
+    if given is None:
         options["include_dashboard"] = False  # only a Ray this run starts takes options of its own
+    else:
+        _check_reachable(given)
     try:
         ray.init(**options)
     except (ConnectionError, ValueError, RuntimeError) as exc:
-        raise VisionMLError(f"--address {address or os.environ.get('RAY_ADDRESS')}: cannot connect to the Ray "
-                            f"cluster ({exc}); start one with `ray start --head` and pass the address it "
-                            f"prints") from None
-    from ray.data import DataContext
+        raise _unreachable(given, exc) from None
 
-    DataContext.get_current().enable_progress_bars = False  # the command shows its own
-    data_log = logging.getLogger("ray.data")
-    level = data_log.level
-    data_log.setLevel(logging.WARNING)  # not a line per dataset started and finished
+
+def _check_reachable(address: str) -> None:
+    """Refuse at once an address where nothing listens: ``ray.init`` would retry it for minutes.
+    Checked where Ray will connect (it turns ``127.0.0.1`` into this machine's own address)."""
+    import socket
+
+    from ray._private.services import canonicalize_bootstrap_address
+
+    if "://" in address or address in ("auto", "local"):
+        return  # Ray Client and Ray's own look-ups: Ray says what is wrong with them
     try:
-        yield
-    finally:
-        data_log.setLevel(level)
-        ray.shutdown()
+        host, _, port = (canonicalize_bootstrap_address(address) or address).rpartition(":")
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=5):
+            return
+    except (OSError, ValueError) as exc:
+        raise _unreachable(address, exc) from None
+
+
+def _unreachable(address: str, exc: Exception) -> VisionMLError:
+    return VisionMLError(f"--address {address}: cannot connect to a Ray cluster there ({exc}); start one with "
+                         f"`ray start --head` and pass the address it prints (HOST:6379), or leave --address "
+                         f"out to start Ray on this machine")
 
 
 def _gpus_per_worker(ray, device: str) -> int:
@@ -154,12 +190,12 @@ class _Scorer:
     ``raw`` (the arrays, for the mask files) when asked. A VisionMLError (a model folder this node
     cannot read, a non-finite output) comes back as ``fatal``, which stops the run with its message."""
 
-    def __init__(self, model_dir, backend, overrides, device, batch_size, send_raw):
+    def __init__(self, model_dir, options, batch_size, send_raw):
         from .predictor import Predictor
 
         self.batch_size, self.send_raw, self.error = batch_size, send_raw, None
         try:
-            self.predictor = Predictor.from_folder(model_dir, backend=backend, overrides=overrides, device=device)
+            self.predictor = Predictor.from_folder(model_dir, **options)
         except VisionMLError as exc:
             self.error = f"on Ray node {_node()}: {exc}"
 
