@@ -88,8 +88,9 @@ def run(args) -> int:
             sinks.append(stack.enter_context(LabeledDataset(args.labeled_dataset, predictor.task)))
         bar = stack.enter_context(tqdm(total=len(inputs), unit="img", file=sys.stderr, disable=None, desc="predict"))
         if args.engine == "ray":
-            problems += score_on_ray(args.model, inputs, out.write, batch_size, bar, sinks, backend=args.backend,
-                                     overrides=parse_set_arguments(args.overrides) or None, device=args.device,
+            options = {"backend": args.backend, "device": args.device,
+                       "overrides": parse_set_arguments(args.overrides) or None}
+            problems += score_on_ray(args.model, inputs, out.write, batch_size, bar, sinks, options=options,
                                      address=args.address, workers=args.workers, send_raw=masks is not None)
         else:
             problems += score_inputs(predictor, inputs, out.write, batch_size, bar, sinks)
