@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._args import add_datastore, add_device, int_at_least
+from ._args import add_datastore, add_device, add_inference_speed, int_at_least, load_predictor
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -13,7 +13,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Score every image of DATA (a JSONL file or an MLTable) with the model folder and "
         "report Azure AutoML's metrics for its task (primary: accuracy, iou or "
         "mean_average_precision). Prints a summary; --output writes every metric as JSON, "
-        "--plots writes PNG plots (confusion matrix, PR and ROC curves, AP per class).")
+        "--plots writes PNG plots (confusion matrix, PR and ROC curves, AP per class). With --precision bf16 "
+        "(or fp16) it also scores in fp32 and reports the primary metric in both, with the change.")
     parser.add_argument("--model", required=True, metavar="MODEL_DIR", help="a model folder (RUN/model)")
     parser.add_argument("--data", required=True, metavar="DATA", help="labelled JSONL file or MLTable")
     parser.add_argument("--output", "-o", metavar="FILE", help="write the metrics as JSON (e.g. metrics.json)")
@@ -26,6 +27,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                         help="torch (the model folder) or onnx (a folder from `visionml export --format onnx`)")
     add_device(parser)
+    add_inference_speed(parser)
     parser.set_defaults(func=run)
     return parser
 
@@ -35,15 +37,26 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     import sys
 
-    from ..config import parse_set_arguments
     from ..data.resolve import parse_datastores
     from ..fileio import write_json
-    from ..metrics.evaluate import evaluate_model
+    from ..metrics.evaluate import evaluate_predictor
 
-    metrics = evaluate_model(args.model, args.data, datastores=parse_datastores(args.datastore),
-                             plots_dir=args.plots, batch_size=args.batch_size, backend=args.backend,
-                             device=args.device, overrides=parse_set_arguments(args.overrides) or None,
-                             progress=sys.stderr.isatty())
+    notes = []
+    predictor = load_predictor(args, notes.append)  # a bf16 that runs as fp32 is said once, in the notes
+
+    def evaluate(scorer, plots_dir=None) -> dict:
+        return evaluate_predictor(scorer, args.data, datastores=parse_datastores(args.datastore), plots_dir=plots_dir,
+                                  batch_size=args.batch_size, progress=sys.stderr.isatty())
+
+    metrics = {**evaluate(predictor, args.plots), "model": str(args.model)}
+    ran = getattr(predictor.backend, "precision", None)
+    if ran is not None and ran.name != "fp32":  # what bf16 (or fp16) costs, measured on the same data
+        primary = metrics["primary_metric"]
+        fp32 = evaluate(predictor.at_precision("fp32"))[primary]
+        metrics["inference_precision"] = {"name": ran.name, "fp32": fp32, ran.name: metrics[primary],
+                                          "change": metrics[primary] - fp32}
+    if notes:
+        metrics["notes"] = [*metrics.get("notes", []), *notes]
     if args.output:
         write_json(args.output, metrics)
     print(summary(metrics))
@@ -70,6 +83,10 @@ def summary(metrics: dict) -> str:
     lines.append("")
     lines.extend(_per_label_table(metrics))
     lines.extend(f"note: {n}" for n in metrics.get("notes", []))
+    if "inference_precision" in metrics:
+        ran = metrics["inference_precision"]
+        lines.append(f"{primary} in {ran['name']}: {_fmt(ran[ran['name']])}, in fp32: {_fmt(ran['fp32'])} "
+                     f"(change {ran['change']:+.4f})")
     lines.append(f"{primary}: {_fmt(metrics[primary])}")
     return "\n".join(lines)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._args import add_datastore, add_device, int_at_least
+from ._args import add_datastore, add_device, add_inference_speed, int_at_least, load_predictor
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -26,6 +26,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="change an inference setting, e.g. --set box_score_threshold=0.5 (repeatable)")
     add_device(parser)
+    add_inference_speed(parser)
     add_datastore(parser, "map an azureml:// datastore in JSONL inputs to a local folder (repeatable)")
     parser.add_argument("--labeled-dataset", metavar="FILE", default=None,
                         help="also write the predictions as training data (the JSONL schema `visionml train` "
@@ -55,7 +56,6 @@ def run(args) -> int:
     from ..config import parse_set_arguments
     from ..data.resolve import parse_datastores
     from ..errors import UsageError, VisionMLError
-    from ..predict import Predictor
     from ..predict.batch import JsonLinesOut, LabeledDataset, MaskFiles, collect_inputs, score_inputs
 
     if args.labeled_dataset and args.output and Path(args.labeled_dataset).resolve() == Path(args.output).resolve():
@@ -70,9 +70,7 @@ def run(args) -> int:
     if not inputs:
         raise VisionMLError("nothing to score:\n" + "\n".join(problems))
     # With --engine ray the workers score; this copy only answers for the settings and the sinks.
-    predictor = Predictor.from_folder(args.model, backend=args.backend,
-                                      device="cpu" if args.engine == "ray" else args.device,
-                                      overrides=parse_set_arguments(args.overrides) or None)
+    predictor = load_predictor(args, device="cpu" if args.engine == "ray" else None)
     batch_size = args.batch_size or predictor.batch_size
     settings, sinks = predictor.settings, []
     masks = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._args import add_device
+from ._args import add_device, add_inference_speed, load_predictor
 
 API_KEY_ENV = "VISIONML_API_KEY"
 
@@ -27,6 +27,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="change an inference setting, e.g. --set box_score_threshold=0.5 (repeatable)")
     add_device(parser)
+    add_inference_speed(parser)
     parser.add_argument("--max-body-mb", type=float, default=None, metavar="N",
                         help="refuse request bodies over N MB with 413 (default 64)")
     parser.add_argument("--max-batch", type=int, default=None, metavar="N",
@@ -54,9 +55,7 @@ def run(args) -> int:
 
     import uvicorn
 
-    from ..config import parse_set_arguments
     from ..errors import UsageError
-    from ..predict import Predictor
     from ..serve import create_app
 
     limits = {"max_body_mb": args.max_body_mb, "max_batch": args.max_batch, "max_queue": args.max_queue,
@@ -66,8 +65,7 @@ def run(args) -> int:
         if value is not None and value <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {value}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    predictor = Predictor.from_folder(args.model, backend=args.backend, device=args.device,
-                                      overrides=parse_set_arguments(args.overrides) or None)
+    predictor = load_predictor(args, logging.getLogger("visionml.serve").warning)
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
     app = create_app(predictor, api_key=api_key, **{k: v for k, v in limits.items() if v is not None})
     logging.getLogger("visionml.serve").info(

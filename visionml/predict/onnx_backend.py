@@ -38,16 +38,17 @@ def session_options(threads: int | None = None):
     """ORT settings that make small-batch CPU inference fast: every graph optimisation (fusing
     conv+BN+activation, constant folding), sequential execution (these graphs have no parallel
     branches worth a second pool), and no busy-waiting threads, which on a shared or busy CPU
-    steal cycles from the work itself. Intra-op threads: ``threads``, else PyTorch's count (one
-    per physical core unless ``OMP_NUM_THREADS`` or ``torch.set_num_threads`` says otherwise),
-    so one setting governs both backends and the shared pre/post-processing."""
+    steal cycles from the work itself. Intra-op threads: ``threads``, else
+    ``threads.default_threads()`` (PyTorch's count, within the CPUs and CPU quota this process
+    has), so one setting governs both backends and the shared pre/post-processing."""
     import onnxruntime as ort
-    import torch
+
+    from .threads import default_threads
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.intra_op_num_threads = int(threads or torch.get_num_threads())
+    options.intra_op_num_threads = int(threads or default_threads())
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
@@ -117,6 +118,10 @@ class OnnxBackend:
         self.resize = source["resize"]
         self.fields = self.info.get("per_image")
         self.images_per_run = self.info.get("batch")  # None: any batch (classification)
+        # The predictor's crops are normalised with the network's statistics: the graph takes them
+        # as they are unless it was exported for other statistics or for 0-255 pixels.
+        self._crops_as_input = not self.raw_pixels and np.array_equal(self.network_mean, self.client_mean) \
+            and np.array_equal(self.network_std, self.client_std)
         self._sizes = None  # (min_size, max_size) of a min_max graph, from check_settings
 
     # -- classification --------------------------------------------------------------------
@@ -132,8 +137,7 @@ class OnnxBackend:
 
     def _classifier_input(self, array: np.ndarray) -> np.ndarray:
         """The predictor's crops (normalised with the network's statistics) as the graph takes them."""
-        same = np.array_equal(self.network_mean, self.client_mean) and np.array_equal(self.network_std, self.client_std)
-        if same and not self.raw_pixels:
+        if self._crops_as_input:
             return array
         pixels = array * self.network_std[:, None, None] + self.network_mean[:, None, None]
         return self._to_input(pixels)

@@ -34,6 +34,7 @@ class Predictor:
         self.manifest = manifest
         self.model = model
         self.model_dir = model_dir
+        self._overrides = overrides
         self.task = get_task(manifest["task"])
         self.labels = list(manifest["labels"])
         self.settings = resolve_settings(manifest, overrides)
@@ -55,13 +56,28 @@ class Predictor:
 
     @classmethod
     def from_folder(cls, model_dir, backend: str = "torch", overrides: dict | None = None,
-                    device: str = "cpu") -> Predictor:
+                    device: str = "cpu", threads: int | None = None, precision: str = "fp32") -> Predictor:
+        """``threads``: onnxruntime's intra-op threads (default: ``predict.threads.default_threads()``;
+        the torch backend uses PyTorch's process-wide count, ``torch.set_num_threads``). ``precision``:
+        the torch backend's fp32 or bf16 (bf16 only where the CPU computes it natively, else fp32:
+        ``predict.backends.TorchBackend``)."""
         model_dir = Path(model_dir)
         if not model_dir.is_dir():
             raise VisionMLError(f"{model_dir}: not a model folder (expected a folder with visionml.json, "
                                 f"e.g. RUN/model from `visionml train`)")
-        runner, model, manifest = load_backend(backend, model_dir, device)
+        runner, model, manifest = load_backend(backend, model_dir, device, threads=threads, precision=precision)
         return cls(runner, manifest, model=model, overrides=overrides, model_dir=model_dir)
+
+    def at_precision(self, precision: str) -> Predictor:
+        """A predictor sharing this one's network and settings whose torch backend runs at
+        ``precision`` (``visionml evaluate --precision bf16`` scores in fp32 too, for the change)."""
+        from .backends import TorchBackend
+
+        if self.model is None:
+            raise VisionMLError("--precision is for the torch backend; an ONNX model runs as it was exported")
+        backend = TorchBackend(self.model, str(self.backend.device), precision)
+        return Predictor(backend, self.manifest, model=self.model, overrides=self._overrides,
+                         model_dir=self.model_dir, max_pixels=self.max_pixels)
 
     def _spec(self):
         from ..models.registry import get_spec
