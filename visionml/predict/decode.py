@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from PIL import Image, UnidentifiedImageError
 
 from ..data.images import DEFAULT_MAX_PIXELS, load_rgb
+from ..config import STRTOBOOL_FALSE, STRTOBOOL_TRUE, FieldError, Param
 from ..errors import VisionMLError
 
 # Paths longer than this are never probed on disk: a long string is base64, not a file name.
@@ -51,25 +52,22 @@ class ScoreItem:
 
 
 # Azure reads model_explainability with strtobool(str(value)) (common/utils.py), so "True", "false",
-# "yes" and 1 work as well as JSON booleans; FLAG_PATTERN is the same set for the OpenAPI schema.
-_TRUE_WORDS = ("y", "yes", "t", "true", "on", "1")
-_FALSE_WORDS = ("n", "no", "f", "false", "off", "0")
+# "yes" and 1 work as well as JSON booleans: the config's strtobool kind, the one reader of Azure's flag
+# words (xai_parameters use it too); FLAG_PATTERN is the same set for the OpenAPI schema.
+_WORDS = STRTOBOOL_TRUE + STRTOBOOL_FALSE
 FLAG_PATTERN = "^(" + "|".join("".join(f"[{c.upper()}{c}]" if c.isalpha() else c for c in word)
-                               for word in _TRUE_WORDS + _FALSE_WORDS) + ")$"
+                               for word in _WORDS) + ")$"
 
 
 def parse_flag(value, key: str) -> bool:
     """A boolean as Azure's scoring code reads one: a JSON boolean, the number 0 or 1, or one of strtobool's words
     (y, yes, t, true, on, 1 / n, no, f, false, off, 0) in any case. ``DecodeError`` otherwise."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)) and value in (0, 1):  # JSON's 1 and 1.0 are one number
-        return bool(value)
-    if isinstance(value, str) and value.lower() in _TRUE_WORDS + _FALSE_WORDS:
-        return value.lower() in _TRUE_WORDS
-    raise DecodeError(f"{key}: {json_shown(value)} is not valid. Valid values: true or false, as a JSON boolean, "
-                      f"0 or 1, or one of the strings {', '.join(json_shown(w) for w in _TRUE_WORDS + _FALSE_WORDS)} "
-                      f"(in any case)")
+    try:
+        return Param(key, "strtobool", False).parse(value, strict=True)
+    except FieldError:
+        raise DecodeError(f"{key}: {json_shown(value)} is not valid. Valid values: true or false, as a JSON boolean, "
+                          f"0 or 1, or one of the strings {', '.join(json_shown(w) for w in _WORDS)} "
+                          f"(in any case)") from None
 
 
 def json_shown(value, limit: int = 60) -> str:
