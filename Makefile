@@ -16,13 +16,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,mlflow,ray]'
 	touch $(STAMP)
 
+# Two pytest-xdist workers, one torch thread each (tests/conftest.py): a file's tests stay on one
+# worker (--dist loadgroup) so module fixtures are made once. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup tests
 
 # The suite without the tests marked slow (training through the CLI end to end, sweeps in worker
 # processes, PostgreSQL, server subprocesses, browsers): a quick check while editing.
 test-quick: setup
-	$(PY) -m pytest -q -m 'not slow' tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m 'not slow' tests
 
 # The fuzz properties of tests/reliability for FUZZ_SECONDS per group (benchmarks/fuzz.py).
 FUZZ_SECONDS ?= 600

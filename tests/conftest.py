@@ -12,6 +12,10 @@ from tests.support import LABELS, task_name, tiny_model_folder
 
 # Tests must never reach the network for weights or data.
 os.environ.setdefault("VISIONML_OFFLINE", "1")
+# Under pytest-xdist each worker already takes a core: the processes tests start (CLI runs, servers,
+# sweep workers) get one thread too, instead of each starting one per core.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(autouse=True, scope="session")
