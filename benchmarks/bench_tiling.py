@@ -3,6 +3,8 @@
     python benchmarks/bench_tiling.py --smoke                      # seconds: the script works (numbers mean nothing)
     python benchmarks/bench_tiling.py --smoke --data bccd          # the same on tests/fixtures/bccd
     python benchmarks/bench_tiling.py --data small-objects         # the comparison: see RESULTS below
+    python benchmarks/bench_tiling.py --size 480x360 --n 150 --epochs 5 \
+        --set min_size=160 --set max_size=240 --set anchor_sizes=8,16,32,64   # the same at a quarter of the pixels
     python benchmarks/bench_tiling.py --data bccd                  # BCCD's 364 images (platelets are small)
 
 Data: ``small-objects`` is ``visionml sample-data --task image_object_detection --small-objects``
@@ -53,6 +55,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", choices=("small-objects", "bccd"), default="small-objects")
     parser.add_argument("--n", type=int, default=300, help="small-objects: images in all, 80%% training (default 300)")
+    parser.add_argument("--size", default=None, metavar="WxH",
+                        help="small-objects: image size (default sample-data's 960x720; the objects stay 8-24 px)")
     parser.add_argument("--bccd", type=Path, default=DEFAULT_BCCD, help="bccd: the Pascal VOC folder")
     parser.add_argument("--grid", default="3x2", help="tile_grid_size of the tiled run (default 3x2)")
     parser.add_argument("--epochs", type=int, default=4, help="epochs of the tiled run (default 4)")
@@ -113,7 +117,9 @@ def prepare_data(args, out: Path) -> dict[str, Path]:
     if args.data == "small-objects":
         from visionml.data.sample import make_sample_data
 
-        return make_sample_data(TASK, out, n=4 if args.smoke else args.n, seed=0, overwrite=True, small_objects=True)
+        size = tuple(int(v) for v in args.size.lower().split("x")) if args.size else None
+        return make_sample_data(TASK, out, n=4 if args.smoke else args.n, seed=0, overwrite=True, small_objects=True,
+                                size=size)
     from visionml.cli import main as cli
 
     source = FIXTURE_BCCD if args.smoke else args.bccd
