@@ -153,9 +153,24 @@ def _requeue_interrupted(study: optuna.Study) -> None:
     """Trials left RUNNING by a stopped sweep: mark them failed (interrupted) and queue their
     parameters again, so --resume redoes only what did not finish."""
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-        study.enqueue_trial(t.params, user_attrs={"requeued_from": t.number}, skip_if_exists=False)
+        requeue(study, t)
+
+
+def requeue(study: optuna.Study, trial, error: str | None = None) -> int | None:
+    """Fail the RUNNING ``trial`` as interrupted (not counted against ``max_trials``; ``error`` says
+    why) and queue its parameters again; None when another worker finished it first (only one of
+    two workers racing to take a trial over queues it)."""
+    storage = study._storage
+    try:
+        storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+        if error:
+            storage.set_trial_user_attr(trial._trial_id, "error", error)
+        if storage.set_trial_state_values(trial._trial_id, TrialState.FAIL) is False:
+            return None
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return None
+    study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.number}, skip_if_exists=False)
+    return trial.number
 
 
 # ---------------------------------------------------------------- sampling

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -15,14 +16,17 @@ import optuna
 
 from ..fileio import write_json
 from .pruners import pruner_from_policy
-from .storage import open_storage
+from .storage import open_storage, with_reconnect
 from .study import settings_of
 
 RESULT_FILE, LOG_FILE = "trial_result.json", "trial.log"
 
 
-def trial_main(payload: dict) -> None:
-    """Entry point of a trial's process: train with per-epoch reporting to the study."""
+def trial_main(payload: dict, lifeline=None) -> None:
+    """Entry point of a trial's process: train with per-epoch reporting to the study. ``lifeline``:
+    the reading end of a pipe only the scheduler writes to; its end means the scheduler is gone."""
+    if lifeline is not None:
+        threading.Thread(target=_exit_with_scheduler, args=(lifeline,), name="visionml-lifeline", daemon=True).start()
     trial_dir = Path(payload["trial_dir"])
     log_file = open(trial_dir / LOG_FILE, "a", buffering=1)
     os.dup2(log_file.fileno(), 1)
@@ -43,10 +47,22 @@ def trial_main(payload: dict) -> None:
     log_file.flush()
 
 
+def _exit_with_scheduler(lifeline) -> None:
+    try:
+        lifeline.recv()  # nothing is ever sent: this returns when the scheduler's end closes
+    except (EOFError, OSError):
+        pass
+    print("the sweep worker that started this trial is gone: stopping (another worker takes the trial over)",
+          flush=True)
+    os._exit(1)
+
+
 def _train_trial(payload: dict) -> dict:
     from ..train import TrainOptions, train
 
-    study = optuna.load_study(study_name=payload["study"], storage=open_storage(payload["storage"]))
+    study = with_reconnect(lambda: optuna.load_study(study_name=payload["study"],
+                                                     storage=open_storage(payload["storage"])),
+                           payload["storage"], print)
     settings = settings_of(study)
     study.pruner = pruner_from_policy(settings.early_termination)
     trial = optuna.trial.Trial(study, payload["trial_id"])
@@ -60,8 +76,9 @@ def _train_trial(payload: dict) -> dict:
         value = metrics.get(settings.primary_metric)
         if value is None:
             return False
-        trial.report(float(value), epoch)
-        if trial.should_prune():
+        # A database that blinks (a restart) costs the report a retry, not the trial.
+        with_reconnect(lambda: trial.report(float(value), epoch), payload["storage"], print)
+        if with_reconnect(trial.should_prune, payload["storage"], print):
             state["pruned"] = True
             return True
         if limits and time.time() >= min(limits):
