@@ -142,3 +142,26 @@ def test_more_workers_than_the_cluster_holds_is_refused(ray_address, model_dirs,
     assert main(["predict", "--model", str(model_dirs[MULTICLASS]), str(jpeg_file), "-o", str(out),
                  "--engine", "ray", "--address", ray_address, "--workers", "3"]) == 1
     assert "--workers 3: the Ray cluster has 2 CPU(s)" in capsys.readouterr().err and not out.exists()
+
+
+def _nan_head(model):
+    import torch
+
+    head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        head.weight.fill_(float("nan"))
+
+
+@pytest.mark.slow
+def test_a_worker_failure_stops_the_run_with_its_message(ray_address, model_folder, jpeg_file, tmp_path, capsys):
+    """What stops one process (here a network whose outputs are NaN) stops the Ray run too, with the
+    worker's message and no output file: never a file missing those images."""
+    model = model_folder(MULTICLASS, adjust=_nan_head)
+    out = tmp_path / "preds.jsonl"
+    assert main(["predict", "--model", str(model), str(jpeg_file), "-o", str(out), "--engine", "ray",
+                 "--address", ray_address, "--workers", "1"]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("visionml predict: error:")]
+    # One line, the worker's own message (Ray's logging may print its own noise beside it).
+    assert len(errors) == 1 and "on Ray node" in errors[0], errors
+    assert "the model's output is not finite (NaN or infinity)" in errors[0] and "RayTaskError" not in errors[0]
+    assert not out.exists()
