@@ -86,7 +86,7 @@ def run(args) -> int:
             sinks.append(stack.enter_context(LabeledDataset(args.labeled_dataset, predictor.task)))
         bar = stack.enter_context(tqdm(total=len(inputs), unit="img", file=sys.stderr, disable=None, desc="predict"))
         if args.engine == "ray":
-            options = {"backend": args.backend, "device": args.device,
+            options = {"backend": args.backend, "device": args.device, "precision": args.precision,
                        "overrides": parse_set_arguments(args.overrides) or None}
             problems += score_on_ray(args.model, inputs, out.write, batch_size, bar, sinks, options=options,
                                      address=args.address, workers=args.workers, send_raw=masks is not None)
