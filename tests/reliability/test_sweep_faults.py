@@ -7,8 +7,9 @@ What each shows, read back from what a user sees (exit codes, `trials.csv`, the 
 * a sweep worker killed by SIGKILL leaves no trial running for good: another worker takes its trial
   over (failed, its parameters queued again), the sweep finishes its full budget, and the dead
   worker's trial process does not train on alone;
-* the database restarted under two workers: both carry on (after saying they lost it) and no
-  finished trial is lost; one that stays down is one error line naming the storage.
+* the database restarted under two workers, a trial ending while it is down: both carry on (after
+  saying they lost it) and no finished trial is lost; one that stays down is one error line naming
+  the storage.
 
 Every process is killed in a ``finally``; the trainings are one tiny model at sample-data's sizes.
 """
@@ -217,11 +218,14 @@ _AS_POSTGRES = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else [] 
 
 
 def test_postgres_restarted_mid_sweep_loses_no_finished_trial(tmp_path, sample_data, postgres_url):  # noqa: F811
-    """Two workers on PostgreSQL; once a trial has finished, the server is stopped for 5 s (every
-    connection cut) and started again. Both workers say they lost the storage, naming it, carry
-    on when it is back, and the sweep completes its 4 trials with the finished ones unchanged."""
+    """Two workers on PostgreSQL; once a trial has finished, the server is stopped (every connection
+    cut) and, while it is down, the run's current trial ends (its process is killed: the run has to
+    record a trial's end with no database; a restart that falls between two trial boundaries costs
+    nothing even without retries). 5 s later the server is started again. Both workers say they lost
+    the storage, naming it, and carry on; the sweep completes its 4 trials, the killed one failed
+    with its reason, the finished ones unchanged."""
     run_dir = tmp_path / "sweep"
-    job = _job(tmp_path / "job.yml", sample_data(TASK), max_trials=4)
+    job = _job(tmp_path / "job.yml", sample_data(TASK), max_trials=4, epochs=3)
     main = _start("run", str(job), "--output", str(run_dir), "--storage", postgres_url, "--no-pretrained",
                   log=tmp_path / "run.log")
     worker = None
@@ -230,10 +234,15 @@ def test_postgres_restarted_mid_sweep_loses_no_finished_trial(tmp_path, sample_d
         worker = _start("sweep-worker", "--storage", postgres_url, "--study", _study_name(run_dir),
                         log=tmp_path / "worker.log")
         finished = _wait_for(lambda: (run_dir / "trials.csv").exists() and [
-            r for r in _rows(run_dir) if r["status"] == "complete"], 300, "a finished trial", main, worker)
+            r for r in _rows(run_dir) if r["status"] == "complete"], 400, "a finished trial", main, worker)
+        trial = _wait_for(lambda: _trial_processes(main.pid), 120, "the run's next trial", main, worker)
         data = _stop_postgres(postgres_url)
-        time.sleep(5)
-        _start_postgres(data)
+        try:
+            for pid in trial:
+                os.kill(pid, signal.SIGKILL)
+            time.sleep(5)
+        finally:
+            _start_postgres(data)
         main.wait(timeout=400)
         worker.wait(timeout=400)
     finally:
@@ -245,9 +254,12 @@ def test_postgres_restarted_mid_sweep_loses_no_finished_trial(tmp_path, sample_d
     for before in finished:  # nothing finished is lost or changed
         assert rows[before["trial"]]["status"] == "complete"
         assert rows[before["trial"]]["primary_metric"] == before["primary_metric"]
-    assert [r["status"] for r in rows.values()].count("complete") == 4, rows
+    statuses = [r["status"] for r in rows.values()]
+    assert sorted(statuses) == ["complete"] * 3 + ["fail"], rows
+    assert "SIGKILL" in next(r for r in rows.values() if r["status"] == "fail")["error"], rows
     redacted = postgres_url  # no password in the fixture's URL
-    assert any(f"sweep storage {redacted}" in out for out in outs.values()), outs
+    assert f"lost the sweep storage {redacted} (" in outs["run"], outs["run"]
+    assert f"the sweep storage {redacted} answers again" in outs["run"], outs["run"]
     for out in outs.values():
         assert "Traceback" not in out, out
 
