@@ -98,8 +98,9 @@ def load_backend(name: str, model_dir: Path, device: str, threads: int | None = 
     """``(backend, model, manifest)``: ``model`` is the nn.Module for the torch backend, else None.
     ``threads``: onnxruntime's intra-op threads (default ``threads.default_threads()``); the torch
     backend runs on PyTorch's process-wide pool (``torch.set_num_threads``; the commands' ``--threads``
-    sets both). ``precision`` (fp32, bf16) is the torch backend's: an ONNX graph runs the types it
-    was exported with (for a faster one, ``visionml export --quantize int8``)."""
+    sets both). ``precision`` (``PRECISIONS``, as ``TorchBackend`` resolves them) is the torch
+    backend's: an ONNX graph runs the types it was exported with (for a faster one, ``visionml
+    export --quantize int8``), so it takes fp32 or auto only."""
     device = resolve_device(device, name)
     if name == "torch":
         from ..modelio import load_model_folder
