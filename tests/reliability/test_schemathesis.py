@@ -55,7 +55,8 @@ class FuzzedServer:
         self.client = httpx.Client(base_url=self.url, timeout=REQUEST_TIMEOUT_S)
         # (case, None, None): no expectation beyond the document's; a real-image case also says how
         # many answers it gets and with which status.
-        self.generated = st.one_of(*[op.as_strategy(mode).map(lambda case: (case, None, None)) for op in self.operations.values()
+        self.generated = st.one_of(*[op.as_strategy(mode).map(lambda case: (case, None, None))
+                                     for op in self.operations.values()
                                      for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
                                      if mode == GenerationMode.POSITIVE or _has_inputs(op)])
         featurizes = any(p.name == "featurize" for p in self.score.iter_parameters())
