@@ -172,5 +172,6 @@ def test_serve_with_threads_and_precision(model_dirs):
         assert response.status_code == 200 and len(response.json()[0]["probs"]) == 4
         native = methods.bf16_available(torch.device("cpu"))
         assert (NOTE in server.log()) is not native
+        assert f"torch backend, {'bf16' if native else 'fp32'}, 1 thread(s))" in server.log()
     finally:
         server.stop()

@@ -78,12 +78,22 @@ def run(args) -> int:
     predictor = load_predictor(args, logging.getLogger("visionml.serve").warning)
     app = create_app(predictor, api_key=api_key, **{k: v for k, v in limits.items() if v is not None})
     logging.getLogger("visionml.serve").info(
-        "%s model %s (%d labels) on http://%s:%d  POST /score%s", predictor.task,
-        predictor.manifest.get("model_name"), len(predictor.labels), args.host, args.port,
-        " (API key required)" if api_key else "")
+        "%s model %s (%d labels, %s backend, %s) on http://%s:%d  POST /score%s", predictor.task,
+        predictor.manifest.get("model_name"), len(predictor.labels), args.backend, _speed(predictor),
+        args.host, args.port, " (API key required)" if api_key else "")
     # Our middleware logs each request once (status, items, ms): uvicorn's access log would repeat it.
     uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_level="info")
     return 0
+
+
+def _speed(predictor) -> str:
+    """The precision and thread count the model runs with, for the start-up line."""
+    import torch
+
+    precision = getattr(predictor.backend, "precision", None)
+    session = getattr(predictor.backend, "session", None)
+    threads = session.get_session_options().intra_op_num_threads if session is not None else torch.get_num_threads()
+    return f"{precision.name + ', ' if precision is not None else ''}{threads} thread(s)"
 
 
 def _serve_workers(args, limits: dict, api_key: str | None) -> int:
