@@ -124,10 +124,10 @@ def test_bad_values_are_usage_errors(model_dirs, images, capsys, arguments, mess
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("arguments", [["--threads", "2"], ["--precision", "bf16"]], ids=["threads", "bf16"])
-def test_ray_engine_refuses_what_its_workers_would_not_honour(model_dirs, images, capsys, arguments):
-    assert main(["predict", "--model", str(model_dirs[MULTICLASS]), str(images), "--engine", "ray", *arguments]) == 2
-    assert "--threads and --precision apply to --engine local" in capsys.readouterr().err
+def test_ray_engine_refuses_threads_its_workers_would_not_honour(model_dirs, images, capsys):
+    args = ["predict", "--model", str(model_dirs[MULTICLASS]), str(images), "--engine", "ray", "--threads", "2"]
+    assert main(args) == 2
+    assert "--threads applies to --engine local" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")

@@ -62,9 +62,9 @@ def run(args) -> int:
         raise UsageError(f"--labeled-dataset {args.labeled_dataset} is the --output file: give it another name")
     if args.engine != "ray" and (args.address or args.workers):
         raise UsageError("--address and --workers apply to --engine ray")
-    if args.engine == "ray" and (args.threads or args.precision != "fp32"):
-        raise UsageError("--threads and --precision apply to --engine local: each Ray worker takes one CPU "
-                         "(one thread) and runs fp32")
+    if args.engine == "ray" and args.threads:
+        raise UsageError("--threads applies to --engine local: each Ray worker takes one CPU and runs one thread "
+                         "(--workers sets how many)")
     if args.engine == "ray":
         from ..predict.ray_engine import import_ray, score_on_ray
 
