@@ -13,7 +13,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,mlflow,ray]'
+	$(PY) -m pip install --quiet -e '.[test,mlflow,ray,openvino]'
 	touch $(STAMP)
 
 # Two pytest-xdist workers, one torch thread each (tests/conftest.py): a file's tests stay on one

@@ -28,6 +28,16 @@ def add_device(parser) -> None:
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
 
 
+def add_backend(parser) -> None:
+    """``--backend``, as the commands that score images (predict, serve, evaluate) take it."""
+    from ..predict.backends import BACKENDS
+
+    parser.add_argument("--backend", choices=BACKENDS, default="torch",
+                        help="torch (the model folder), onnx (a folder from `visionml export --format onnx`, in "
+                             "onnxruntime) or openvino (the same folder in OpenVINO: pip install "
+                             "'visionml[openvino]'; faster for detectors on CPUs)")
+
+
 def add_datastore(parser, help: str = "map an azureml:// datastore to a local folder (repeatable)") -> None:
     """``--datastore NAME=DIR`` (repeatable), as every command that reads JSONL takes it."""
     parser.add_argument("--datastore", action="append", default=[], metavar="NAME=DIR", help=help)

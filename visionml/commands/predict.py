@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._args import add_datastore, add_device, add_inference_speed, int_at_least, load_predictor
+from ._args import add_backend, add_datastore, add_device, add_inference_speed, int_at_least, load_predictor
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -21,8 +21,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--output", "-o", metavar="FILE", help="JSON lines file to write (default: stdout)")
     parser.add_argument("--batch-size", type=int_at_least(1), default=None, metavar="N",
                         help="images per forward pass (default: the model's validation_batch_size)")
-    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
-                        help="torch (the model folder) or onnx (a folder from `visionml export --format onnx`)")
+    add_backend(parser)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="change an inference setting, e.g. --set box_score_threshold=0.5 (repeatable)")
     add_device(parser)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._args import add_device, add_inference_speed, int_at_least, load_predictor
+from ._args import add_backend, add_device, add_inference_speed, int_at_least, load_predictor
 
 API_KEY_ENV = "VISIONML_API_KEY"
 # --workers: what each worker process loads, handed over in its environment (uvicorn starts them).
@@ -24,8 +24,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--api-key", default=None,
                         help=f"require 'Authorization: Bearer KEY' on /score (default: ${API_KEY_ENV} if set; prefer the "
                         f"variable on shared machines: a command-line key shows in ps)")
-    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
-                        help="torch (the model folder) or onnx (a folder from `visionml export --format onnx`)")
+    add_backend(parser)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="change an inference setting, e.g. --set box_score_threshold=0.5 (repeatable)")
     add_device(parser)

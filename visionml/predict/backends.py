@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..errors import UsageError, VisionMLError
 
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("torch", "onnx", "openvino")  # openvino: the exported model.onnx in OpenVINO (an extra)
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # train's --precision
 
 
@@ -81,10 +81,12 @@ def resolve_device(name: str, backend: str = "torch") -> str:
         raise UsageError(f"--device {name!r} is not one of auto, cpu, cuda or cuda:N")
     if backend == "torch" and not _cuda_available(backend):
         raise UsageError(f"--device {name}: no CUDA device is available here; use --device cpu (or auto)")
-    return name  # onnx: onnx_backend explains a missing CUDA provider itself
+    return name  # onnx: onnx_backend explains a missing CUDA provider itself; openvino refuses a GPU
 
 
 def _cuda_available(backend: str) -> bool:
+    if backend == "openvino":
+        return False
     if backend == "onnx":
         import onnxruntime
 
@@ -107,18 +109,23 @@ def load_backend(name: str, model_dir: Path, device: str, threads: int | None = 
 
         model, manifest = load_model_folder(model_dir, device=device)
         return TorchBackend(model, device, precision), model, manifest
-    if name == "onnx":
+    if name in ("onnx", "openvino"):
         if precision not in ("fp32", "auto"):
             raise UsageError(f"--precision {precision} is for --backend torch; an ONNX model runs as it was "
                              f"exported (for a faster one: visionml export --format onnx --quantize int8)")
-        return _load_onnx(model_dir, device, threads)
+        return _load_onnx(model_dir, device, threads, runtime=name)
     raise UsageError(f"unknown backend {name!r}; use one of: {', '.join(BACKENDS)}")
 
 
-def _load_onnx(model_dir: Path, device: str, threads: int | None = None):
+def _load_onnx(model_dir: Path, device: str, threads: int | None = None, runtime: str = "onnx"):
+    """The exported folder's model.onnx in onnxruntime (``runtime`` onnx) or OpenVINO (openvino)."""
+    if runtime == "openvino":
+        from .openvino_backend import require_openvino
+
+        require_openvino()  # the install line before anything else
     onnx_file = model_dir / "model.onnx"
     if not onnx_file.is_file():
-        raise VisionMLError(f"{onnx_file}: not found. The onnx backend runs an exported model: "
+        raise VisionMLError(f"{onnx_file}: not found. The {runtime} backend runs an exported model: "
                             f"run `visionml export --model {model_dir} --format onnx -o OUT` and "
                             f"pass --model OUT, or use --backend torch.")
     from ..modelio import check_sha256, read_manifest
@@ -128,4 +135,8 @@ def _load_onnx(model_dir: Path, device: str, threads: int | None = None):
     # Damaged bytes may still parse as a graph, and answer wrongly rather than fail.
     check_sha256(model_dir, manifest, ONNX_FILE, remedy=f"Copy the exported folder again, or export it again "
                  f"(visionml export --model RUN/model --format onnx -o {model_dir})")
+    if runtime == "openvino":
+        from .openvino_backend import OpenVinoBackend
+
+        return OpenVinoBackend(model_dir, manifest, device, threads), None, manifest
     return OnnxBackend(model_dir, manifest, device, threads), None, manifest

@@ -91,6 +91,8 @@ class OnnxBackend:
     probabilities at the image's size). ``images_per_run``: the graph's fixed batch (detectors),
     which the predictor feeds in multiples of."""
 
+    runtime = "onnxruntime"  # the name errors give (OpenVinoBackend: OpenVINO)
+
     def __init__(self, model_dir, manifest: dict, device: str = "cpu", threads: int | None = None):
         self.model_dir = Path(model_dir)
         self.path = self.model_dir / ONNX_FILE
@@ -106,7 +108,7 @@ class OnnxBackend:
             raise VisionMLError(f"{where}: onnx: this model.onnx has the input {name!r} "
                                 f"of an earlier visionml, not Azure's layout that this visionml runs: export the "
                                 f"model again (`visionml export --model MODEL_DIR --format onnx -o OUT`)")
-        self.session = open_session(self.path, device, threads)
+        self.session = self._open_session(device, threads)
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
         source = self.info["input"]
@@ -192,7 +194,7 @@ class OnnxBackend:
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             h, w = originals[0]
             what = f"a {w}x{h} image" if len(images) == 1 else f"{len(images)} images (the first {w}x{h})"
-            raise VisionMLError(f"{self.path}: onnxruntime fails on {what} ({type(exc).__name__}: "
+            raise VisionMLError(f"{self.path}: {self.runtime} fails on {what} ({type(exc).__name__}: "
                                 f"{message[:300]}); export the model again with this visionml (`visionml export "
                                 f"--model MODEL_DIR --format onnx -o OUT`), or use --backend torch") from None
         width_of = len(self.fields)
@@ -208,6 +210,10 @@ class OnnxBackend:
                                                   self.info.get("mask_resolution"))
             out.append({k: torch.as_tensor(np.asarray(v)) for k, v in result.items()})
         return out
+
+    def _open_session(self, device: str, threads: int | None):
+        """The runtime's session: onnxruntime here (``OpenVinoBackend`` overrides it)."""
+        return open_session(self.path, device, threads)
 
     def check_settings(self, settings: dict) -> None:
         """Refuse settings the graph fixed at export and cannot change at run time, naming the
