@@ -35,7 +35,7 @@ def add_backend(parser) -> None:
     parser.add_argument("--backend", choices=BACKENDS, default="torch",
                         help="torch (the model folder), onnx (a folder from `visionml export --format onnx`, in "
                              "onnxruntime) or openvino (the same folder in OpenVINO: pip install "
-                             "'visionml[openvino]'; faster for detectors on CPUs)")
+                             "'visionml[openvino]'; faster for detectors and int8 models on CPUs)")
 
 
 def add_datastore(parser, help: str = "map an azureml:// datastore to a local folder (repeatable)") -> None:

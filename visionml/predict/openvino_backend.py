@@ -4,9 +4,9 @@ export --quantize int8``) run by Intel's OpenVINO CPU runtime instead of onnxrun
 Everything but the runtime is the onnx backend's (``OnnxBackend``: the Azure input layout, resizing,
 padding, the per-image outputs, masks): OpenVINO gets the same arrays and answers the same ones, so
 the two backends agree within float rounding. On the 2-core AVX2 machine of benchmarks/RESULTS.md
-OpenVINO ran fasterrcnn_mobilenet_v3_large_fpn at 320 px 1.9x faster than onnxruntime and
-resnet18 at 224 slower (0.7-0.8x): use it for detectors (``benchmarks/bench_openvino.py``
-measures a machine). An optional extra: ``pip install 'visionml[openvino]'``.
+OpenVINO ran fasterrcnn_mobilenet_v3_large_fpn at 320 px 2.1x faster than onnxruntime, resnet18's
+int8 graph 1.27x, and resnet18 in fp32 slower (0.91x): use it for detectors and int8 models
+(``benchmarks/bench_openvino.py`` measures a machine). An optional extra: ``pip install 'visionml[openvino]'``.
 """
 
 from __future__ import annotations
