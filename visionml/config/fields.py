@@ -174,31 +174,27 @@ def _parse_float(p: Param, raw, strict: bool = False) -> float:
 
 
 def _parse_bool(p: Param, raw, strict: bool = False) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    if isinstance(raw, int) and raw in (0, 1):
-        return bool(raw)
-    text = _word(raw, strict)
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise FieldError(f"{p.name}={raw!r} is not a boolean: use true or false (or 1/0)", p, raw)
+    return _boolean(p, raw, strict, int, _TRUE, _FALSE, "true or false (or 1/0)")
 
 
 def _parse_strtobool(p: Param, raw, strict: bool = False) -> bool:
     """As Azure's scoring code reads a flag: a boolean, the number 0 or 1 (JSON's 1 and 1.0 are one
     number), or one of strtobool's words in any case."""
+    return _boolean(p, raw, strict, (int, float), STRTOBOOL_TRUE, STRTOBOOL_FALSE, p.describe())
+
+
+def _boolean(p: Param, raw, strict: bool, numbers, true_words, false_words, hint: str) -> bool:
+    """A boolean, the number 0 or 1 (of the ``numbers`` types), or one of the words."""
     if isinstance(raw, bool):
         return raw
-    if isinstance(raw, (int, float)) and raw in (0, 1):
+    if isinstance(raw, numbers) and raw in (0, 1):
         return bool(raw)
     text = _word(raw, strict)
-    if text in STRTOBOOL_TRUE:
+    if text in true_words:
         return True
-    if text in STRTOBOOL_FALSE:
+    if text in false_words:
         return False
-    raise FieldError(f"{p.name}={raw!r} is not a boolean: use {p.describe()}", p, raw)
+    raise FieldError(f"{p.name}={raw!r} is not a boolean: use {hint}", p, raw)
 
 
 def _word(raw, strict: bool) -> str | None:

@@ -55,6 +55,7 @@ class ScoreItem:
 # "yes" and 1 work as well as JSON booleans: the config's strtobool kind, the one reader of Azure's flag
 # words (xai_parameters use it too); FLAG_PATTERN is the same set for the OpenAPI schema.
 _WORDS = STRTOBOOL_TRUE + STRTOBOOL_FALSE
+_FLAG = Param("flag", "strtobool", False)  # made once: parse_flag runs on every scoring request
 FLAG_PATTERN = "^(" + "|".join("".join(f"[{c.upper()}{c}]" if c.isalpha() else c for c in word)
                                for word in _WORDS) + ")$"
 
@@ -63,7 +64,7 @@ def parse_flag(value, key: str) -> bool:
     """A boolean as Azure's scoring code reads one: a JSON boolean, the number 0 or 1, or one of strtobool's words
     (y, yes, t, true, on, 1 / n, no, f, false, off, 0) in any case. ``DecodeError`` otherwise."""
     try:
-        return Param(key, "strtobool", False).parse(value, strict=True)
+        return _FLAG.parse(value, strict=True)
     except FieldError:
         raise DecodeError(f"{key}: {json_shown(value)} is not valid. Valid values: true or false, as a JSON boolean, "
                           f"0 or 1, or one of the strings {', '.join(json_shown(w) for w in _WORDS)} "
