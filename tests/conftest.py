@@ -5,6 +5,7 @@ session, into tmp_path_factory; shared, so a test that changes one copies it fir
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 
@@ -12,6 +13,12 @@ from tests.support import LABELS, task_name, tiny_model_folder
 
 # Tests must never reach the network for weights or data.
 os.environ.setdefault("VISIONML_OFFLINE", "1")
+# A shell starts a background job (`make test &`, nohup, CI runners without a terminal) with SIGINT
+# ignored, and every process the tests start inherits that: the Ctrl-C tests (a sweep, predict,
+# convert, evaluate, export) would then send a signal their command never sees, and hang or pass
+# without testing anything. The test process takes Ctrl-C back, so its children get it too.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 # Under pytest-xdist each worker already takes a core: the processes tests start (CLI runs, servers,
 # sweep workers) get one thread too, instead of each starting one per core.
 if os.environ.get("PYTEST_XDIST_WORKER"):

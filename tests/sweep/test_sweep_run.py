@@ -157,7 +157,14 @@ def test_ctrl_c_keeps_finished_trials(tmp_path, sample_data):
         assert history.exists(), "the first trial never finished an epoch"
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         # The trial gets 10 s to stop and 5 more after SIGTERM; the rest is slack for a loaded machine.
-        out, _ = proc.communicate(timeout=120)
+        try:
+            out, _ = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired as exc:  # a hang: say where each process of the sweep is
+            processes = subprocess.run(["ps", "-o", "pid,ppid,stat,etime,args", "-g", str(proc.pid)],
+                                       capture_output=True, text=True).stdout
+            trial_log = run_dir / "trials" / "0" / "trial.log"
+            pytest.fail(f"the sweep did not stop within 120 s of Ctrl-C.\nprocesses:\n{processes}\noutput:\n"
+                        f"{exc.output or ''}\ntrial.log:\n{trial_log.read_text()[-3000:] if trial_log.exists() else ''}")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
