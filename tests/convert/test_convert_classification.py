@@ -54,3 +54,27 @@ def test_csv_one_hot_and_row_problems(tmp_path, capsys):
     assert f"{csv}:4: image file" in err and "missing.jpg not found" in err
     assert cli("convert", csv, "--from", "csv", "--to", "jsonl", "-o", out, "--skip-invalid") == 0
     assert [ln["label"] for ln in read_jsonl(out)] == [["cat", "dog"]]
+
+
+def test_csv_rows_naming_one_image_make_one_line(tmp_path, capsys):
+    """A row per label (a common multi-label layout) and repeated rows: one JSONL line per image,
+    which validate and training take (two lines for one image are a problem to the reader)."""
+    make_image(tmp_path / "a.jpg", 20, 20)
+    make_image(tmp_path / "b.jpg", 20, 20)
+    csv = tmp_path / "labels.csv"
+    csv.write_text("filename,label\na.jpg,cat\nb.jpg,dog\na.jpg,dog\n./a.jpg,cat\nb.jpg,\n")
+    out = tmp_path / "ml.jsonl"
+    assert cli("convert", csv, "--from", "csv", "--to", "jsonl", "-o", out) == 0
+    assert [(ln["image_url"], ln["label"]) for ln in read_jsonl(out)] == [("a.jpg", ["cat", "dog"]), ("b.jpg", ["dog"])]
+    validate_ok(out, "image_classification_multilabel")
+
+    # Multi-class: the same label again is the same line; another label is a problem naming both rows.
+    csv.write_text("filename,label\na.jpg,cat\nb.jpg,dog\na.jpg,cat\nb.jpg,cat\n")
+    mc = tmp_path / "mc.jsonl"
+    assert cli("convert", csv, "--from", "csv", "--to", "jsonl", "--task", "multiclass", "-o", mc) == 1
+    assert f"{csv}:5: b.jpg is labelled 'dog' on line 3 and 'cat' here: multi-class takes one label per image" \
+        in capsys.readouterr().err and not mc.exists()
+    assert cli("convert", csv, "--from", "csv", "--to", "jsonl", "--task", "multiclass", "-o", mc,
+               "--skip-invalid") == 0
+    assert [(ln["image_url"], ln["label"]) for ln in read_jsonl(mc)] == [("a.jpg", "cat"), ("b.jpg", "dog")]
+    validate_ok(mc, "image_classification")

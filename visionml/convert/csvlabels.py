@@ -3,12 +3,15 @@
 Two layouts, told apart by the header: ``filename,labels`` (two columns, the labels inside the
 second split by ``separator``, default whitespace) or one-hot ``filename,cat,dog,...`` with 0/1
 values. The first row is always the header. Image names are relative to ``--images`` (default:
-the CSV's folder); a name without a suffix matches any image suffix.
+the CSV's folder); a name without a suffix matches any image suffix. Rows that name the same
+image make one record: their labels joined for multi-label (a row per label is a common layout),
+the same label for multi-class, or a problem when they disagree.
 """
 
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 from ..errors import VisionMLError
@@ -25,6 +28,7 @@ def read_csv_labels(src, *, images_dir=None, task: str | None = None,
     header, body = _rows(src)
     one_hot = len(header) > 2
     problems, records = Problems(), []
+    by_image = {}  # one record per image, however many rows name it
     for line, row in body:
         labels = _labels(row, header, one_hot, separator, problems, src, line)
         if labels is None:
@@ -33,11 +37,20 @@ def read_csv_labels(src, *, images_dir=None, task: str | None = None,
             problems.add(src, line, f"multi-class needs exactly one label per image, got {labels}")
             continue
         image = _image(folder, row[0])
+        earlier = by_image.get(os.path.abspath(image))
+        if earlier is not None:  # a row per label (multi-label), or the same image twice
+            if not single:
+                earlier.label += [lb for lb in labels if lb not in earlier.label]
+            elif labels[0] != earlier.label:
+                problems.add(src, line, f"{row[0]} is labelled {earlier.label!r} on line {earlier.line} and "
+                                        f"{labels[0]!r} here: multi-class takes one label per image")
+            continue
         info = open_image(image, problems, src, line)
         if info is None:
             continue
         rec = new_record(image, info, src, line)
-        rec.label = labels[0] if single else labels
+        rec.label = labels[0] if single else list(dict.fromkeys(labels))
+        by_image[rec.path] = rec
         records.append(rec)
     names = header[1:] if one_hot else sorted({lb for r in records for lb in _as_list(r.label)})
     return Converted(task, list(names), records, list(problems))
