@@ -220,6 +220,7 @@ def _matched(fp32: list[dict], int8: list[dict]) -> tuple[int, int]:
     return found, total
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", [DETECTION, SEGMENTATION])
 def test_int8_detector_quantizes_its_backbone_and_answers_as_fp32(task, model_folder, sample_data, tmp_path):
     import onnx

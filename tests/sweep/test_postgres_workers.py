@@ -51,6 +51,7 @@ def postgres_url():
         shutil.rmtree(base, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_sweep(tmp_path, sample_data, postgres_url):
     import json
 

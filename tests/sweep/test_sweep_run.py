@@ -63,6 +63,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", list(CASES))
 def test_each_task_runs_from_azure_yaml(tmp_path, sample_data, task):
     space, limits, sweep = CASES[task]
@@ -138,6 +139,7 @@ def test_resume_redoes_only_unfinished_trials(tmp_path, sample_data, monkeypatch
     assert sorted(float(r["learning_rate"]) for r in done) == [0.001, 0.002, 0.003]
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_finished_trials(tmp_path, sample_data):
     task = "image_classification"
     params = {**FAST[task], "number_of_epochs": 30, "early_stopping": False}

@@ -8,11 +8,13 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from tests.support import train_args
 
 
+@pytest.mark.slow
 def test_torchrun_with_two_processes_trains_one_model(sample_data, tmp_path):
     run = tmp_path / "ddp"
     args = train_args("multiclass", sample_data("multiclass"), run, "--device", "cpu")
