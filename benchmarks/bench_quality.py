@@ -51,7 +51,8 @@ def parse_args(argv=None):
     parser.add_argument("--augmentation", choices=("azure", "2026-11-27"), default="azure",
                         help="classification only: Azure's training augmentation (the default: crop 8-100%% of the "
                              "area, ColorJitter 0.4 half the time), or the one the 2026-11-27 figures were "
-                             "measured with (crop 25-100%% of the area, 70-100%% multi-label, ColorJitter 0.2 always, no hue): an A/B of its effect")
+                             "measured with (crop 25-100%% of the area, 70-100%% multi-label, ColorJitter 0.2 "
+                             "always, no hue): an A/B of its effect")
     parser.add_argument("--log", type=Path, help="append one JSON line per evaluation here")
     parser.add_argument("--keep", type=Path, help="keep the data and run folder here")
     return parser.parse_args(argv)
@@ -81,19 +82,20 @@ def main(argv=None) -> int:
         overrides.setdefault("number_of_epochs", "150")
         overrides.setdefault("evaluation_frequency", "10")
         overrides.setdefault("early_stopping", "false")
-    primary = get_task(task).primary_metric
+    task_object = get_task(task)
+    primary = task_object.primary_metric
     if args.augmentation != "azure":
-        if not hasattr(get_task(task), "train_crop_scale"):
+        if not hasattr(task_object, "train_crop_scale"):
             raise SystemExit("--augmentation applies to the classification tasks")
         # A benchmark-only switch, not a hyperparameter: the task object is shared by this process.
-        old_crop = (0.7, 1.0) if task == "image_classification_multilabel" else (0.25, 1.0)
-        get_task(task).train_crop_scale, get_task(task).color_jitter = old_crop, (0.2, 0.2, 0.2, 0.0)
-        get_task(task).color_jitter_p = 1.0
+        task_object.train_crop_scale = (0.7, 1.0) if task == "image_classification_multilabel" else (0.25, 1.0)
+        task_object.color_jitter, task_object.color_jitter_p = (0.2, 0.2, 0.2, 0.0), 1.0
     rows, started = [], time.perf_counter()
 
     def on_evaluation(epoch: int, metrics: dict) -> bool:
         elapsed = (time.perf_counter() - started) / 60
-        row = {"task": task, "augmentation": args.augmentation, "epoch": epoch, "minutes": round(elapsed, 2), primary: round(metrics[primary], 4)}
+        row = {"task": task, "augmentation": args.augmentation, "epoch": epoch, "minutes": round(elapsed, 2),
+               primary: round(metrics[primary], 4)}
         if "coco_mean_average_precision" in metrics:
             row["coco_map"] = round(metrics["coco_mean_average_precision"], 4)
         rows.append(row)

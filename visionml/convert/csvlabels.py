@@ -27,8 +27,8 @@ def read_csv_labels(src, *, images_dir=None, task: str | None = None,
     folder = Path(images_dir) if images_dir else src.parent
     header, body = _rows(src)
     one_hot = len(header) > 2
-    problems, records = Problems(), []
-    by_image = {}  # one record per image, however many rows name it
+    problems = Problems()
+    records = {}  # absolute image path -> its one record, however many rows name it (in row order)
     for line, row in body:
         labels = _labels(row, header, one_hot, separator, problems, src, line)
         if labels is None:
@@ -37,7 +37,7 @@ def read_csv_labels(src, *, images_dir=None, task: str | None = None,
             problems.add(src, line, f"multi-class needs exactly one label per image, got {labels}")
             continue
         image = _image(folder, row[0])
-        earlier = by_image.get(os.path.abspath(image))
+        earlier = records.get(os.path.abspath(image))
         if earlier is not None:  # a row per label (multi-label), or the same image twice
             if not single:
                 earlier.label += [lb for lb in labels if lb not in earlier.label]
@@ -50,10 +50,9 @@ def read_csv_labels(src, *, images_dir=None, task: str | None = None,
             continue
         rec = new_record(image, info, src, line)
         rec.label = labels[0] if single else list(dict.fromkeys(labels))
-        by_image[rec.path] = rec
-        records.append(rec)
-    names = header[1:] if one_hot else sorted({lb for r in records for lb in _as_list(r.label)})
-    return Converted(task, list(names), records, list(problems))
+        records[rec.path] = rec
+    names = header[1:] if one_hot else sorted({lb for r in records.values() for lb in _as_list(r.label)})
+    return Converted(task, list(names), list(records.values()), list(problems))
 
 
 def _rows(src: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
